@@ -1,0 +1,49 @@
+# convattn_mm -- set-up, main job and tests.
+#
+#   make demo    set up .venv and run the main job on the embedded default
+#   make test    set up .venv and run the test suite (CPU)
+#
+# Set-up is incremental: each step leaves a stamp in .venv/ and is skipped
+# when the stamp is newer than its requirements file.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMPS := $(VENV)/.stamps
+
+.PHONY: setup demo test test-slow bench clean-venv
+setup: $(STAMPS)/package
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMPS)/torch: requirements/torch.txt | $(VENV)/bin/python
+	$(PIP) install -r requirements/torch.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/base: requirements/base.txt requirements/tests.txt $(STAMPS)/torch
+	$(PIP) install -r requirements/base.txt -r requirements/tests.txt
+	# mmcv-lite and the full mmcv install the same module: keep a full build
+	# when one is there (see `make setup-full`), else add the lite one.
+	$(PY) tools/misc/ensure_mmcv.py --pip "$(PIP)"
+	$(PIP) install --no-build-isolation natten==0.21.7
+	@touch $@
+
+$(STAMPS)/package: setup.py setup.cfg $(STAMPS)/base
+	$(PIP) install --no-build-isolation --no-deps -e .
+	@touch $@
+
+demo: setup
+	$(PY) tools/demo.py
+
+test: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow tests
+
+bench: setup
+	$(PY) benchmarks/bench_attention.py --json work_dirs/bench_attention.json
+
+clean-venv:
+	rm -rf $(VENV)

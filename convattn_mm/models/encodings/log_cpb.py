@@ -1,0 +1,36 @@
+"""Continuous log-spaced relative position bias (Swin-V2)::
+
+    b^h_δ = 16 · sigmoid( MLP( sign(δ) · log2(1 + |δ| / s) / log2(8) )_h )
+
+with ``s`` the window radius in pixels per axis (so offsets of the trained
+window map to ``[-1, 1]``, larger ones extrapolate smoothly): no table to
+resize when the window changes.
+"""
+import torch
+
+from convattn_mm.registry import MODELS
+from .base import RelPosEncoding
+
+
+@MODELS.register_module()
+class LogCPB(RelPosEncoding):
+    """Args: ``hidden_dims`` (MLP width, 512 in Swin-V2)."""
+    has_bias = True
+
+    def __init__(self, num_heads, head_dims, rank, radius, step,
+                 hidden_dims=512, init_cfg=None):
+        super().__init__(num_heads, head_dims, rank, radius, step, init_cfg)
+        self.hidden_dims = hidden_dims
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(rank, hidden_dims), torch.nn.ReLU(inplace=True),
+            torch.nn.Linear(hidden_dims, num_heads, bias=False))
+        norm = [max(r * s, 1) for r, s in zip(self.radius, self.step)]
+        self.register_buffer('norm', torch.tensor(norm, dtype=torch.float),
+                             persistent=False)
+
+    def log_coords(self, offsets):
+        x = offsets.to(self.norm) / self.norm * 8
+        return torch.sign(x) * torch.log2(1 + x.abs()) / 3.0
+
+    def pos_bias(self, offsets):
+        return 16 * torch.sigmoid(self.mlp(self.log_coords(offsets))).t()

@@ -1,0 +1,184 @@
+"""The ``'fused_cpu'`` backend: a small C++ kernel (``csrc/``) loaded with
+ctypes, forward and backward, every border rule, rank, dilation, query stride,
+bias table and relative keys.
+
+The library is compiled on first use (about a second with ``c++``; ``make
+setup`` does it ahead of time) into a cache folder keyed by the source hash:
+``$CONVATTN_MM_CACHE`` or ``~/.cache/convattn_mm``. Without a compiler the
+backend reports itself unavailable and ``backend='auto'`` uses ``'gather'``.
+"""
+import ctypes
+import hashlib
+import os
+import os.path as osp
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import torch
+
+from .windows import WindowSpec
+
+_SRC = osp.join(osp.dirname(__file__), 'csrc', 'neighborhood_cpu.cpp')
+_FLAGS = ['-O3', '-march=native', '-fopenmp-simd', '-std=c++17', '-shared',
+          '-fPIC', '-pthread']
+_lock = threading.Lock()
+_lib = None
+_error = None
+
+
+def cache_dir() -> str:
+    return os.environ.get('CONVATTN_MM_CACHE',
+                          osp.join(osp.expanduser('~'), '.cache',
+                                   'convattn_mm'))
+
+
+def library_path() -> str:
+    with open(_SRC, 'rb') as f:
+        digest = hashlib.sha1(f.read() + ' '.join(_FLAGS).encode())
+    return osp.join(cache_dir(), f'neighborhood_cpu_{digest.hexdigest()[:12]}.so')
+
+
+def build(verbose: bool = False) -> str:
+    """Compile the kernel into the cache (atomic; a no-op when present)."""
+    path = library_path()
+    if osp.exists(path):
+        return path
+    cxx = os.environ.get('CXX') or shutil.which('c++') or shutil.which('g++')
+    if cxx is None:
+        raise RuntimeError('no C++ compiler found (set CXX)')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.so', dir=osp.dirname(path))
+    os.close(fd)
+    cmd = [cxx, *_FLAGS, _SRC, '-o', tmp]
+    if verbose:
+        print(' '.join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        os.unlink(tmp)
+        raise RuntimeError(f'compiling {_SRC} failed:\n{proc.stderr[-2000:]}')
+    os.replace(tmp, path)
+    return path
+
+
+def load():
+    """The loaded library, or None (see :func:`unavailable_reason`)."""
+    global _lib, _error
+    if _lib is not None or _error is not None:
+        return _lib
+    with _lock:
+        if _lib is None and _error is None:
+            try:
+                lib = ctypes.CDLL(build())
+                for name in ('cam_forward_f32', 'cam_forward_f64',
+                             'cam_backward_f32', 'cam_backward_f64'):
+                    getattr(lib, name).restype = None
+                _lib = lib
+            except Exception as e:  # no compiler, read-only cache, ...
+                _error = str(e)
+    return _lib
+
+
+def unavailable_reason():
+    load()
+    return _error
+
+
+_P = ctypes.c_void_p
+
+
+def _ptr(t):
+    return _P(t.data_ptr()) if t is not None else _P(0)
+
+
+def _i(x):
+    return ctypes.c_int64(x)
+
+
+def _strides(*ts):
+    """(b, h, n) element strides of [B, H, N, D] tensors, as an int64 array
+    (kept alive by the caller)."""
+    flat = [s for t in ts for s in t.stride()[:3]]
+    return (ctypes.c_int64 * len(flat))(*flat)
+
+
+def _rowmajor(t):
+    """``t`` itself when its last dim is contiguous, else a copy."""
+    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
+
+
+def _table_size(bias, rel_keys):
+    return bias.shape[-1] if bias is not None else (
+        rel_keys.shape[1] if rel_keys is not None else 0)
+
+
+class _FusedNA(torch.autograd.Function):
+    """q, k, v: [B, H, N, D] with any (b, h, n) strides and a contiguous last
+    dim. The output is [B, H, Nq, Dv] stored token-major ([B, Nq, H, Dv]
+    memory), so a following ``transpose(1, 2).reshape`` is free."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, rel_keys, nbr, tbl, scale):
+        lib = load()
+        B, H, Nq, D = q.shape
+        Nk, Dv, Kw = k.shape[2], v.shape[3], nbr.shape[1]
+        T = _table_size(bias, rel_keys)
+        out = q.new_empty(B, Nq, H, Dv).transpose(1, 2)
+        P = q.new_empty(B, H, Nq, Kw)
+        fn = lib.cam_forward_f64 if q.dtype == torch.float64 else \
+            lib.cam_forward_f32
+        fn(_ptr(q), _ptr(k), _ptr(v), _ptr(bias), _ptr(rel_keys), _ptr(nbr),
+           _ptr(tbl), _i(B), _i(H), _i(Nq), _i(Nk), _i(Kw), _i(D),
+           _i(Dv), _i(T), ctypes.c_double(scale), _strides(q, k, v, out),
+           _ptr(out), _ptr(P), ctypes.c_int(torch.get_num_threads()))
+        ctx.save_for_backward(q, k, v, bias, rel_keys, nbr, tbl, P)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        lib = load()
+        q, k, v, bias, rel_keys, nbr, tbl, P = ctx.saved_tensors
+        dout = _rowmajor(dout)
+        B, H, Nq, D = q.shape
+        Nk, Dv, Kw = k.shape[2], v.shape[3], nbr.shape[1]
+        T = _table_size(bias, rel_keys)
+        dq = q.new_empty(B, H, Nq, D)
+        dk = k.new_zeros(B, H, Nk, D)
+        dv = v.new_zeros(B, H, Nk, Dv)
+        dbias = q.new_zeros(B, H, T) if bias is not None else None
+        drk = q.new_zeros(B, H, T, D) if rel_keys is not None else None
+        fn = lib.cam_backward_f64 if q.dtype == torch.float64 else \
+            lib.cam_backward_f32
+        fn(_ptr(q), _ptr(k), _ptr(v), _ptr(rel_keys), _ptr(nbr), _ptr(tbl),
+           _i(B), _i(H), _i(Nq), _i(Nk), _i(Kw), _i(D), _i(Dv), _i(T),
+           ctypes.c_double(ctx.scale),
+           _strides(q, k, v, dout, dq, dk, dv), _ptr(P), _ptr(dout),
+           _ptr(dq), _ptr(dk), _ptr(dv), _ptr(dbias), _ptr(drk),
+           ctypes.c_int(torch.get_num_threads()))
+        dbias = dbias.sum(0) if dbias is not None else None
+        drk = drk.sum(0) if drk is not None else None
+        return dq, dk, dv, dbias, drk, None, None, None
+
+
+def fused_cpu_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
+                        rel_keys=None):
+    """Same contract as :func:`~convattn_mm.ops.reference.reference_attention`
+    (``[B, H, N, D]`` layout, any strides); float32 and float64 natively,
+    other float dtypes computed in float32 and cast back."""
+    dtype = q.dtype
+    work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    nbr, tbl = spec.neighbors()
+    if spec.strided:
+        q = q[:, :, spec.query_index()]
+
+    def prep(t):
+        return None if t is None else _rowmajor(t.to(work))
+
+    def prep_table(t):
+        return None if t is None else t.to(work).contiguous()
+
+    out = _FusedNA.apply(prep(q), prep(k), prep(v), prep_table(pos_bias),
+                         prep_table(rel_keys), nbr, tbl, float(scale))
+    return out.to(dtype)

@@ -1,0 +1,48 @@
+"""The package's registries.
+
+``MODELS`` is a child of mmengine's root ``MODELS`` with scope
+``'convattn_mm'``; its ``locations`` import the model modules on first use.
+So ``type='convattn_mm.RelPosAttention'`` builds from an mmpretrain, mmdet or
+mmpose config with no import: mmengine imports ``convattn_mm.registry`` when it
+meets the ``convattn_mm.`` scope prefix.
+
+Inside the package, build sub-modules with :func:`build_module`: it resolves
+names in this registry whatever the caller's ``default_scope`` is (a bare
+``MODELS.build`` would resolve them in the caller's scope).
+"""
+import copy
+
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='convattn_mm',
+                  locations=['convattn_mm.models'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='convattn_mm',
+                 locations=['convattn_mm.engine'])
+
+
+def build_module(cfg, registry=MODELS, **defaults):
+    """Build ``cfg`` (a dict with ``type``: a name in ``registry`` or a class)
+    in this package's scope; ``defaults`` fill keys the dict does not set.
+
+    Raises:
+        KeyError: naming the unknown type and the registered ones.
+    """
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'expected a config dict with a "type" key, got '
+                        f'{cfg!r}')
+    args = copy.deepcopy(dict(cfg))
+    kind = args.pop('type')
+    args.pop('_scope_', None)
+    if isinstance(kind, str):
+        cls = registry.get(kind)
+        if cls is None:
+            raise KeyError(f'type={kind!r} is not registered in '
+                           f'{registry.scope}.{registry.name}; registered: '
+                           f'{sorted(registry.module_dict)}')
+    else:
+        cls = kind
+    for key, value in defaults.items():
+        args.setdefault(key, value)
+    return cls(**args)
