@@ -256,3 +256,29 @@ def test_training_backends_on_cpu():
     assert probe['fused_cpu'] is None and probe['gather'] is None
     assert probe['flex'] is not None and probe['natten'] is not None
     assert set(probe) == set(BACKENDS)
+
+
+@pytest.mark.parametrize('d,dv', [(16, 16), (32, 32), (64, 64), (32, 16),
+                                  (16, 5)])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('border,K,s', [('shift', 5, 1), ('zeros', 3, 2),
+                                        ('mask', 5, 1), ('shift', 'global',
+                                                         1)])
+def test_specialised_head_dims(d, dv, dtype, border, K, s):
+    """The kernel's head-dim-specialised (and vectorised) paths."""
+    spatial = (9, 10)
+    tshape, _ = window_table(spatial, K, 1, border)
+    q, k, v, pb, rk = _inputs(spatial, tshape, dtype=dtype, d=d, dv=dv,
+                              grad=True)
+    leaves = (q, k, v, pb, rk)
+    outs = []
+    for b in ('reference', 'fused_cpu'):
+        o = neighborhood_attention(q, k, v, K, 1, border, s, pb, rk,
+                                   backend=b)
+        weight = torch.linspace(-1, 1, o.numel(), dtype=o.dtype)
+        outs.append((o, ) + torch.autograd.grad((o.flatten() * weight).sum(),
+                                                leaves))
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(
+        rtol=1e-4, atol=1e-5)
+    for ref, got in zip(*outs):
+        torch.testing.assert_close(got, ref, **tol)

@@ -30,7 +30,8 @@
 #include <thread>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && !defined(CAM_NO_AVX512)
+#define CAM_AVX512 1
 #include <immintrin.h>
 #endif
 
@@ -280,7 +281,7 @@ void backward(const T* q, const T* k, const T* v, const T* rk,
   });
 }
 
-#if defined(__AVX512F__)
+#if defined(CAM_AVX512)
 // ---------------------------------------------------------------------------
 // AVX-512 float32 kernels for head dims that are multiples of 16 (16, 32, 64):
 // a row is ND (NV) zmm registers. Scores of 16 window slots are reduced
@@ -363,6 +364,10 @@ inline void vaxpy(__m512 alpha, const __m512* x, float* y) {
 
 alignas(64) const float kZeros[64] = {0};
 
+inline float* align64(float* p) {
+  return (float*)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
 // Window slots [j0, j0 + 16) of one query; slots >= Kw read as masked.
 struct Block {
   __mmask16 live;     // slot < Kw
@@ -387,14 +392,14 @@ void forward_avx512(const float* q, const float* k, const float* v,
                     const float* bias, const float* rk, const int32_t* nbr,
                     const int32_t* tbl, Dims g, Str sq, Str sk, Str sv, Str so,
                     float scale, float* out, float* P, int nthreads) {
-  constexpr int D = 16 * ND, Dv = 16 * NV;
+  constexpr int D = 16 * ND;
   const int Kw = (int)g.Kw;
   const int nb = (Kw + 15) / 16;
   const int64_t chunk = 64;
   const int64_t nchunks = (g.Nq + chunk - 1) / chunk;
   parallel_for(g.B * nchunks * g.H, nthreads, [&](int64_t lo, int64_t hi) {
     std::vector<float> sbuf(nb * 16 + 16);
-    float* s = sbuf.data();
+    float* s = align64(sbuf.data());
     const Str lsk = sk, lsv = sv, lso = so, lsq = sq;
     for (int64_t item = lo; item < hi; ++item) {
       const int64_t h = item % g.H, rest = item / g.H;
@@ -421,7 +426,12 @@ void forward_avx512(const float* q, const float* k, const float* v,
           _mm512_store_si512(nn, bl.n);
           _mm512_store_si512(tt, bl.t);
           __m512 acc[16];
+#pragma GCC unroll 16
           for (int u = 0; u < 16; ++u) {
+            if (j0 + u >= Kw) {
+              acc[slot_of(u)] = _mm512_setzero_ps();
+              continue;
+            }
             const int32_t n = nn[u];
             const float* krow = n >= 0 ? kbh + n * lsk.n : kZeros;
             if (rk_h) {
@@ -452,8 +462,10 @@ void forward_avx512(const float* q, const float* k, const float* v,
         }
         const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vl));
         float* Pi = Pbh + i * Kw;
-        __m512 o[NV];
-        for (int cc = 0; cc < NV; ++cc) o[cc] = _mm512_setzero_ps();
+        // Four independent accumulator sets break the FMA latency chain.
+        __m512 o[4][NV];
+        for (int a = 0; a < 4; ++a)
+          for (int cc = 0; cc < NV; ++cc) o[a][cc] = _mm512_setzero_ps();
         for (int blk = 0; blk < nb; ++blk) {
           const int j0 = blk * 16;
           const int rem = Kw - j0;
@@ -463,17 +475,27 @@ void forward_avx512(const float* q, const float* k, const float* v,
           _mm512_mask_storeu_ps(Pi + j0, live, p);
           _mm512_store_ps(s + j0, p);
         }
-        for (int j = 0; j < Kw; ++j) {
-          const int32_t n = nbr_i[j];
-          const float pj = s[j];
-          if (n < 0 || pj == 0.0f) continue;
-          const __m512 pz = _mm512_set1_ps(pj);
-          const float* vrow = vbh + n * lsv.n;
-          for (int cc = 0; cc < NV; ++cc)
-            o[cc] = _mm512_fmadd_ps(pz, _mm512_loadu_ps(vrow + 16 * cc), o[cc]);
+        // p == 0 (masked, -inf bias) adds exactly 0 for finite v; slots
+        // past Kw are padded with p = 0 and the zero row.
+        for (int j = 0; j < Kw; j += 4) {
+#pragma GCC unroll 4
+          for (int a = 0; a < 4; ++a) {
+            const int jj = j + a;
+            const bool in = jj < Kw;
+            const int32_t n = in ? nbr_i[jj] : -1;
+            const __m512 pz = _mm512_set1_ps(in ? s[jj] : 0.0f);
+            const float* vrow = n >= 0 ? vbh + n * lsv.n : kZeros;
+            for (int cc = 0; cc < NV; ++cc)
+              o[a][cc] = _mm512_fmadd_ps(pz, _mm512_loadu_ps(vrow + 16 * cc),
+                                         o[a][cc]);
+          }
         }
+        for (int cc = 0; cc < NV; ++cc)
+          o[0][cc] = _mm512_add_ps(_mm512_add_ps(o[0][cc], o[1][cc]),
+                                   _mm512_add_ps(o[2][cc], o[3][cc]));
         float* oi = obh + i * lso.n;
-        for (int cc = 0; cc < NV; ++cc) _mm512_storeu_ps(oi + 16 * cc, o[cc]);
+        for (int cc = 0; cc < NV; ++cc)
+          _mm512_storeu_ps(oi + 16 * cc, o[0][cc]);
       }
     }
   });
@@ -486,12 +508,12 @@ void backward_avx512(const float* q, const float* k, const float* v,
                      Str sdv, float scale, const float* P, const float* dout,
                      float* dq, float* dk, float* dv, float* dbias, float* drk,
                      int nthreads) {
-  constexpr int D = 16 * ND, Dv = 16 * NV;
+  constexpr int D = 16 * ND;
   const int Kw = (int)g.Kw;
   const int nb = (Kw + 15) / 16;
   parallel_for(g.B * g.H, nthreads, [&](int64_t lo, int64_t hi) {
     std::vector<float> dsbuf(nb * 16 + 16);
-    float* ds = dsbuf.data();
+    float* ds = align64(dsbuf.data());
     const Str lsq = sq, lsk = sk, lsv = sv, lsdo = sdo, lsdq = sdq,
               lsdk = sdk, lsdv = sdv;
     for (int64_t bh = lo; bh < hi; ++bh) {
@@ -527,7 +549,12 @@ void backward_avx512(const float* q, const float* k, const float* v,
           alignas(64) int32_t nn[16];
           _mm512_store_si512(nn, bl.n);
           __m512 acc[16];
+#pragma GCC unroll 16
           for (int u = 0; u < 16; ++u) {
+            if (j0 + u >= Kw) {
+              acc[slot_of(u)] = _mm512_setzero_ps();
+              continue;
+            }
             const int32_t n = nn[u];
             acc[slot_of(u)] =
                 vdot<NV>(doz, n >= 0 ? vbh + n * lsv.n : kZeros);
@@ -548,6 +575,9 @@ void backward_avx512(const float* q, const float* k, const float* v,
                                        p, _mm512_sub_ps(_mm512_load_ps(ds + j0),
                                                         delta)));
         }
+        __m512 dq2[2][ND];
+        for (int a = 0; a < 2; ++a)
+          for (int cc = 0; cc < ND; ++cc) dq2[a][cc] = _mm512_setzero_ps();
         for (int j = 0; j < Kw; ++j) {
           const float pj = Pi[j];
           if (pj == 0.0f) continue;
@@ -566,19 +596,24 @@ void backward_avx512(const float* q, const float* k, const float* v,
           if (rk_h) {
             const float* rrow = rk_h + t * D;
             for (int cc = 0; cc < ND; ++cc)
-              dqz[cc] = _mm512_fmadd_ps(cs, _mm512_loadu_ps(rrow + 16 * cc),
-                                        dqz[cc]);
+              dq2[0][cc] = _mm512_fmadd_ps(
+                  cs, _mm512_loadu_ps(rrow + 16 * cc), dq2[0][cc]);
             vaxpy<ND>(cs, qz, drk_bh + t * D);
           }
           if (dbias_bh) dbias_bh[t] += dsj;
+          // swap accumulators so consecutive slots use different chains
+          for (int cc = 0; cc < ND; ++cc) std::swap(dqz[cc], dq2[1][cc]);
         }
+        for (int cc = 0; cc < ND; ++cc)
+          dqz[cc] = _mm512_add_ps(_mm512_add_ps(dqz[cc], dq2[1][cc]),
+                                  dq2[0][cc]);
         float* dqi = dqbh + i * lsdq.n;
         for (int cc = 0; cc < ND; ++cc) _mm512_storeu_ps(dqi + 16 * cc, dqz[cc]);
       }
     }
   });
 }
-#endif  // __AVX512F__
+#endif  // CAM_AVX512
 
 template <typename T>
 using FwdFn = void (*)(const T*, const T*, const T*, const T*, const T*,
@@ -599,7 +634,7 @@ FwdFn<T> pick_fwd_v(int64_t Dv) {
     default: return forward<T, DT, 0>;
   }
 }
-#if defined(__AVX512F__)
+#if defined(CAM_AVX512)
 template <int ND>
 FwdFn<float> pick_fwd_avx_v(int64_t Dv) {
   switch (Dv) {
@@ -624,7 +659,7 @@ template <typename T>
 FwdFn<T> pick_fwd_fast(int64_t, int64_t) { return nullptr; }
 template <typename T>
 BwdFn<T> pick_bwd_fast(int64_t, int64_t) { return nullptr; }
-#if defined(__AVX512F__)
+#if defined(CAM_AVX512)
 template <>
 FwdFn<float> pick_fwd_fast<float>(int64_t D, int64_t Dv) {
   switch (D) {
