@@ -31,6 +31,9 @@ $(STAMPS)/base: requirements/base.txt requirements/tests.txt $(STAMPS)/torch
 
 $(STAMPS)/package: setup.py setup.cfg $(STAMPS)/base
 	$(PIP) install --no-build-isolation --no-deps -e .
+	# build the C++ attention kernel ahead of time (else: on first use)
+	$(PY) -c "from convattn_mm.ops import fused_cpu; print('kernel:', fused_cpu.build())" \
+	  || echo "no C++ kernel: the 'gather' backend will be used"
 	@touch $@
 
 demo: setup

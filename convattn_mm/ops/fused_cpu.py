@@ -11,6 +11,7 @@ import ctypes
 import hashlib
 import os
 import os.path as osp
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -34,10 +35,25 @@ def cache_dir() -> str:
                                    'convattn_mm'))
 
 
+def _cpu_signature() -> bytes:
+    """The CPU's instruction-set flags: ``-march=native`` builds are only
+    valid on the CPU they were built for, so they key the cache."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return line.encode()
+    except OSError:
+        pass
+    return platform.machine().encode() + platform.processor().encode()
+
+
 def library_path() -> str:
     with open(_SRC, 'rb') as f:
-        digest = hashlib.sha1(f.read() + ' '.join(_FLAGS).encode())
-    return osp.join(cache_dir(), f'neighborhood_cpu_{digest.hexdigest()[:12]}.so')
+        digest = hashlib.sha1(f.read() + ' '.join(_FLAGS).encode() +
+                              _cpu_signature())
+    return osp.join(cache_dir(),
+                    f'neighborhood_cpu_{digest.hexdigest()[:12]}.so')
 
 
 def build(verbose: bool = False) -> str:
