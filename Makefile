@@ -40,10 +40,10 @@ demo: setup
 	$(PY) tools/demo.py
 
 test: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" tests
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow tests
 
 bench: setup
 	$(PY) benchmarks/bench_attention.py --json work_dirs/bench_attention.json

@@ -1,6 +1,7 @@
 """The package's registries.
 
-``MODELS`` is a child of mmengine's root ``MODELS`` with scope
+``MODELS``, ``DATASETS`` and ``HOOKS`` are children of mmengine's root
+registries. ``MODELS`` is a child of mmengine's root ``MODELS`` with scope
 ``'convattn_mm'``; its ``locations`` import the model modules on first use.
 So ``type='convattn_mm.RelPosAttention'`` builds from an mmpretrain, mmdet or
 mmpose config with no import: mmengine imports ``convattn_mm.registry`` when it
@@ -12,6 +13,7 @@ names in this registry whatever the caller's ``default_scope`` is (a bare
 """
 import copy
 
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -20,6 +22,8 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='convattn_mm',
                   locations=['convattn_mm.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='convattn_mm',
                  locations=['convattn_mm.engine'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='convattn_mm',
+                    locations=['convattn_mm.datasets'])
 
 
 def build_module(cfg, registry=MODELS, **defaults):

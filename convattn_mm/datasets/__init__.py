@@ -1,0 +1,5 @@
+"""Datasets (registered in :data:`convattn_mm.datasets.registry.DATASETS`)."""
+from .digits import DigitsDataset, digits_split
+from .registry import DATASETS
+
+__all__ = ['DATASETS', 'DigitsDataset', 'digits_split']
