@@ -11,7 +11,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 
-.PHONY: setup demo test test-slow bench clean-venv
+.PHONY: setup demo test test-slow bench bench-convert bench-digits \
+	bench-longrange bench-throughput flops clean-venv
 setup: $(STAMPS)/package
 
 $(VENV)/bin/python:
@@ -21,16 +22,18 @@ $(STAMPS)/torch: requirements/torch.txt | $(VENV)/bin/python
 	$(PIP) install -r requirements/torch.txt
 	@mkdir -p $(STAMPS) && touch $@
 
-$(STAMPS)/base: requirements/base.txt requirements/tests.txt $(STAMPS)/torch
-	$(PIP) install -r requirements/base.txt -r requirements/tests.txt
+$(STAMPS)/base: requirements/base.txt requirements/tests.txt requirements/mim.txt $(STAMPS)/torch
+	$(PIP) install -r requirements/base.txt -r requirements/tests.txt -r requirements/mim.txt
+	$(PIP) install --no-deps openmim==0.3.9
 	# mmcv-lite and the full mmcv install the same module: keep a full build
 	# when one is there (see `make setup-full`), else add the lite one.
 	$(PY) tools/misc/ensure_mmcv.py --pip "$(PIP)"
 	$(PIP) install --no-build-isolation natten==0.21.7
 	@touch $@
 
-$(STAMPS)/package: setup.py setup.cfg $(STAMPS)/base
-	$(PIP) install --no-build-isolation --no-deps -e .
+$(STAMPS)/package: setup.py setup.cfg tools/misc/mim_extension.py $(STAMPS)/base
+	# a legacy develop install: mim finds tools/ and configs/ through it
+	$(PIP) install --no-build-isolation --no-deps --no-use-pep517 -e .
 	# build the C++ attention kernel ahead of time (else: on first use)
 	$(PY) -c "from convattn_mm.ops import fused_cpu; print('kernel:', fused_cpu.build())" \
 	  || echo "no C++ kernel: the 'gather' backend will be used"
@@ -47,6 +50,21 @@ test-slow: setup
 
 bench: setup
 	$(PY) benchmarks/bench_attention.py --json work_dirs/bench_attention.json
+
+bench-convert: setup
+	$(PY) benchmarks/bench_convert.py --json work_dirs/bench_convert.json
+
+bench-digits: setup
+	$(PY) benchmarks/bench_digits.py --json work_dirs/bench_digits.json
+
+bench-longrange: setup
+	$(PY) benchmarks/bench_longrange.py --json work_dirs/bench_longrange.json
+
+bench-throughput: setup
+	$(PY) benchmarks/bench_throughput.py --json work_dirs/bench_throughput.json
+
+flops: setup
+	$(PY) tools/get_flops.py configs/convattn_net/convattnnet-tiny_8xb128_in1k.py
 
 clean-venv:
 	rm -rf $(VENV)

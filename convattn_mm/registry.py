@@ -18,6 +18,10 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
+from . import compat
+
+compat.apply()  # the stack's fixes, active wherever the registry is imported
+
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='convattn_mm',
                   locations=['convattn_mm.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='convattn_mm',

@@ -11,6 +11,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+import convattn_mm.registry  # noqa: F401,E402 (activates convattn_mm.compat)
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Test a classifier')

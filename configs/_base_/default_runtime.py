@@ -23,3 +23,7 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=None, deterministic=False)
+
+# saves and restores the RNG states (python, numpy, torch) in checkpoints, so
+# a resumed run reproduces an uninterrupted one (convattn_mm.RNGStateHook)
+custom_hooks = [dict(type='convattn_mm.RNGStateHook')]

@@ -24,6 +24,12 @@ from .windows import WindowSpec
 _SRC = osp.join(osp.dirname(__file__), 'csrc', 'neighborhood_cpu.cpp')
 _FLAGS = ['-O3', '-march=native', '-fopenmp-simd', '-std=c++17', '-shared',
           '-fPIC', '-pthread']
+
+
+def _flags():
+    """Compiler flags; ``$CONVATTN_MM_CXXFLAGS`` adds more (e.g. a
+    sanitizer build for debugging)."""
+    return _FLAGS + os.environ.get('CONVATTN_MM_CXXFLAGS', '').split()
 _lock = threading.Lock()
 _lib = None
 _error = None
@@ -50,7 +56,7 @@ def _cpu_signature() -> bytes:
 
 def library_path() -> str:
     with open(_SRC, 'rb') as f:
-        digest = hashlib.sha1(f.read() + ' '.join(_FLAGS).encode() +
+        digest = hashlib.sha1(f.read() + ' '.join(_flags()).encode() +
                               _cpu_signature())
     return osp.join(cache_dir(),
                     f'neighborhood_cpu_{digest.hexdigest()[:12]}.so')
@@ -67,7 +73,7 @@ def build(verbose: bool = False) -> str:
     os.makedirs(osp.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.so', dir=osp.dirname(path))
     os.close(fd)
-    cmd = [cxx, *_FLAGS, _SRC, '-o', tmp]
+    cmd = [cxx, *_flags(), _SRC, '-o', tmp]
     if verbose:
         print(' '.join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -129,7 +129,12 @@ class ConvAttention(RelPosAttention):
             raise ValueError(
                 f'x.shape={tuple(x.shape)}: expected [B, C, *spatial] with '
                 f'{self.rank} spatial axes')
-        return self.forward_tokens(x.movedim(1, -1)).movedim(-1, 1)
+        # contiguous NCHW out: in torch 2.14.1, fine-tuning a converted
+        # CIFAR ResNet whose convs received these channels-last views
+        # corrupted the heap inside oneDNN's convolution backward (gone with
+        # torch.backends.mkldnn.enabled = False, or with this copy)
+        return self.forward_tokens(x.movedim(1, -1)).movedim(-1,
+                                                            1).contiguous()
 
     def forward_tokens(self, x):
         """``[B, *spatial, C] -> [B, *out_spatial, out_dims]``."""
