@@ -11,7 +11,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 
-.PHONY: setup demo test test-slow bench bench-convert bench-digits \
+.PHONY: setup setup-full demo test test-slow bench bench-convert bench-digits \
 	bench-longrange bench-throughput flops clean-venv
 setup: $(STAMPS)/package
 
@@ -39,13 +39,21 @@ $(STAMPS)/package: setup.py setup.cfg tools/misc/mim_extension.py $(STAMPS)/base
 	  || echo "no C++ kernel: the 'gather' backend will be used"
 	@touch $@
 
+# the downstream stack (full mmcv built once and cached, mmdet, mmpose):
+# see docs/downstream.md
+setup-full: $(STAMPS)/full
+
+$(STAMPS)/full: requirements/downstream.txt tools/misc/setup_full.sh tools/misc/build_mmcv.sh $(STAMPS)/package
+	bash tools/misc/setup_full.sh $(PY)
+	@touch $@
+
 demo: setup
 	$(PY) tools/demo.py
 
-test: setup
+test: setup setup-full
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" tests
 
-test-slow: setup
+test-slow: setup setup-full
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow tests
 
 bench: setup

@@ -98,28 +98,30 @@ from benchmarks.bench_attention import build_layer
 S = int(sys.argv[1])
 torch.set_num_threads(2)
 layer = build_layer(dict(type='RelativeBiasTable'))
-x = torch.randn(1, 8, 8, 96)
-layer(x).sum().backward()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 x = torch.randn(4, S, S, 96, requires_grad=True)
 layer(x).sum().backward()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base, peak)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 '''
 
 
 def memory(args):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sizes = (56, 112) if args.quick else (56, 112, 224)
-    rows = []
-    for S in sizes:
+
+    def peak(S):
         proc = subprocess.run(
             [sys.executable, '-c', MEM_SCRIPT.format(root=root), str(S)],
             capture_output=True, text=True, check=True)
-        base, peak = (int(v) for v in proc.stdout.split()[-2:])
-        rows.append(dict(size=S, tokens=4 * S * S,
-                         peak_mib=peak / 1024, added_mib=(peak - base) / 1024))
-    print('\npeak memory, fwd+bwd, B=4, C=96, K=7, bias table (own process)')
+        return int(proc.stdout.split()[-1]) / 1024
+
+    base = peak(4)  # interpreter, torch and the layer on a 4x4 map
+    rows = []
+    for S in sizes:
+        p = peak(S)
+        rows.append(dict(size=S, tokens=4 * S * S, peak_mib=p,
+                         added_mib=p - base))
+    print('\npeak memory, fwd+bwd, B=4, C=96, K=7, bias table (own process;'
+          f' added = peak - peak on a 4x4 map = {base:.0f} MiB)')
     print(f'{"map":>8s} {"tokens":>8s} {"peak MiB":>9s} {"added MiB":>10s} '
           f'{"x prev":>7s}')
     prev = None

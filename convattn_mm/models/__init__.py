@@ -3,3 +3,4 @@
 from .encodings import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
+from .downstream import *  # noqa: F401,F403

@@ -1,0 +1,41 @@
+# RetinaNet + FPN on SAResNet-50 (ResNet-50 whose 3x3 convolutions are
+# δ-attention), started from an ImageNet ResNet-50 through
+#   python tools/misc/resnet_to_saresnet.py resnet50.pth \
+#       work_dirs/pretrained/saresnet50_from_resnet50.pth
+# (stem, 1x1 convs, norms copied; each 3x3 conv split per offset onto the
+# conv-initialised heads).
+_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+
+pretrained = 'work_dirs/pretrained/saresnet50_from_resnet50.pth'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='convattn_mm.SAResNet',
+        depth=50,
+        num_heads=8,
+        conv_init=True,
+        out_indices=(1, 2, 3),
+        frozen_stages=1,  # stem and stage 1, as mmdet's ResNet configs
+        norm_eval=True,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(in_channels=[512, 1024, 2048], start_level=0, num_outs=5))
+
+# Fine-tuning optimiser: AdamW with
+# layer-wise learning-rate decay over the backbone (its get_layer_depth),
+# no weight decay on norms, biases and the position-encoding tables.
+# BackboneLayerDecayOptimWrapperConstructor is registered by convattn_mm
+# (mmdet's LearningRateDecayOptimizerConstructor only knows ConvNeXt names).
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    constructor='BackboneLayerDecayOptimWrapperConstructor',
+    optimizer=dict(
+        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(
+        layer_decay_rate=0.9,
+        norm_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={'.pos_encoding.': dict(decay_mult=0.0)}),
+    clip_grad=dict(max_norm=35, norm_type=2))
