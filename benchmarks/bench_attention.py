@@ -4,14 +4,13 @@ ShiftWindowMSA, in one process, as ratios; and peak memory per map size.
     python benchmarks/bench_attention.py [--json OUT] [--quick]
 
 Forward + backward, B=4, C=96, 56x56, 3 heads, K=7 (the DESIGN.md setting).
-Memory: each map size runs in its own subprocess (peak RSS from
-``resource.getrusage``), so sizes do not pollute each other. Run on an idle
+Memory: each map size runs in its own subprocess (peak RSS, reset after
+the imports), so sizes do not pollute each other. Run on an idle
 machine: with 2 cores anything else running skews the ratios.
 """
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -91,37 +90,48 @@ def speed(args):
 
 
 MEM_SCRIPT = '''
-import resource, sys, torch, warnings
+import sys, torch, warnings
 warnings.filterwarnings('ignore')
 sys.path.insert(0, {root!r})
 from benchmarks.bench_attention import build_layer
+
+
+def status(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024  # MiB
+
+
 S = int(sys.argv[1])
 torch.set_num_threads(2)
 layer = build_layer(dict(type='RelativeBiasTable'))
+layer(torch.randn(1, 8, 8, 96)).sum().backward()  # warm up (kernel, caches)
 x = torch.randn(4, S, S, 96, requires_grad=True)
+base = status('VmRSS')
+with open('/proc/self/clear_refs', 'w') as f:  # reset the peak (VmHWM)
+    f.write('5')
 layer(x).sum().backward()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(base, status('VmHWM'))
 '''
 
 
 def memory(args):
+    """Peak resident memory added by one fwd+bwd, per map size, each in its
+    own process: the peak is reset (``/proc/self/clear_refs``) after the
+    imports and a warm-up, so only the layer's own tensors count."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sizes = (56, 112) if args.quick else (56, 112, 224)
-
-    def peak(S):
+    rows = []
+    for S in sizes:
         proc = subprocess.run(
             [sys.executable, '-c', MEM_SCRIPT.format(root=root), str(S)],
             capture_output=True, text=True, check=True)
-        return int(proc.stdout.split()[-1]) / 1024
-
-    base = peak(4)  # interpreter, torch and the layer on a 4x4 map
-    rows = []
-    for S in sizes:
-        p = peak(S)
-        rows.append(dict(size=S, tokens=4 * S * S, peak_mib=p,
-                         added_mib=p - base))
-    print('\npeak memory, fwd+bwd, B=4, C=96, K=7, bias table (own process;'
-          f' added = peak - peak on a 4x4 map = {base:.0f} MiB)')
+        base, peak = (float(v) for v in proc.stdout.split()[-2:])
+        rows.append(dict(size=S, tokens=4 * S * S, peak_mib=peak,
+                         added_mib=peak - base))
+    print('\npeak memory added by one fwd+bwd, B=4, C=96, K=7, bias table '
+          '(own process per size)')
     print(f'{"map":>8s} {"tokens":>8s} {"peak MiB":>9s} {"added MiB":>10s} '
           f'{"x prev":>7s}')
     prev = None
