@@ -141,7 +141,6 @@ def main(argv=None):
                                checkpoint=ckpt, trained=bool(ckpt),
                                layers=layer_means(m))
     if 'converted' not in args.skip:
-        from mmengine.runner import load_checkpoint
         from convattn_mm.convert import convert_model, save_converted
         cnn_dir = osp.join(args.work_dir, 'cnn')
         cfg = cnn_config(cnn_dir, args.cnn_epochs)

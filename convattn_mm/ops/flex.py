@@ -8,7 +8,6 @@ as a precomputed ``qᵀR`` table ``[B, H, Nq, T]`` gathered by offset. The
 inference path. The window logic is per axis (``[Lq, L]`` lookups), so no
 ``N x N`` tensor is built besides flex's own block mask.
 """
-import math
 
 import torch
 

@@ -64,8 +64,8 @@ def test_hook_logs_scalars(tmp_path):
                       'conv_distance', 'peak_mass'):
                 v = ln[f'attention/{layer}/head{h}/{m}']
                 assert v == v and v >= 0  # finite number
-        assert f'attention/backbone.stages.3.blocks.0.mixer/mean/' \
-               f'mean_distance' in ln
+        assert 'attention/backbone.stages.3.blocks.0.mixer/mean/' \
+               'mean_distance' in ln
     # conv-init stage at step 0 (8x8 map, stride 2 px): head 0 sits on the
     # centre (0 px), head 1 on the right neighbour (2 px) where the 'shift'
     # window holds it (the 3 query columns 0, 4, 7: not at column 7)

@@ -10,7 +10,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import pytest
 
 from .synthetic import require_stack
 

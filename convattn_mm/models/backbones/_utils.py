@@ -101,6 +101,18 @@ def set_norm_eval(module):
             m.eval()
 
 
+class FrozenStagesMixin:
+    """mmpretrain's habit, written once: ``train()`` re-applies
+    ``_freeze_stages()`` and ``norm_eval`` after switching modes."""
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            set_norm_eval(self)
+        return self
+
+
 def run_block(block, x, with_cp):
     """``block(x)``, through activation checkpointing when ``with_cp`` and
     gradients are needed."""

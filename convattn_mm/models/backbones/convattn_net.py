@@ -35,9 +35,9 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from convattn_mm.models.encodings import RelPosEncoding
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
-from ._utils import (Mlp, check_choice, check_frozen_stages, freeze,
-                     normalise_out_indices, per_stage, resolve_arch,
-                     run_block, sequential_layer_depth, set_norm_eval)
+from ._utils import (FrozenStagesMixin, Mlp, check_choice, check_frozen_stages,
+                     freeze, normalise_out_indices, per_stage, resolve_arch,
+                     run_block, sequential_layer_depth)
 
 MIXERS = ('conv', 'conv-init', 'global', 'local')
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mixers', 'mlp_ratio')
@@ -169,7 +169,7 @@ class Stem(nn.Module):
 
 
 @MODELS.register_module()
-class ConvAttnNet(BaseBackbone):
+class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
     """Hierarchical conv / local / global attention backbone.
 
     Args:
@@ -360,13 +360,6 @@ class ConvAttnNet(BaseBackbone):
             freeze(self.stages[i])
             if i in self.out_indices:
                 freeze(getattr(self, f'norm{i}'))
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self
 
     def get_layer_depth(self, param_name, prefix=''):
         """Layer id for layer-wise lr decay: stem 0, blocks 1..N in order

@@ -21,8 +21,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
-from ._utils import (Mlp, check_frozen_stages, freeze, normalise_out_indices,
-                     run_block, sequential_layer_depth, set_norm_eval)
+from ._utils import (FrozenStagesMixin, Mlp, check_frozen_stages, freeze,
+                     normalise_out_indices, run_block, sequential_layer_depth)
 from .convattn_net import (check_encoding, conv_init_encoding,
                            set_conv_init_centres)
 
@@ -58,7 +58,7 @@ class IsotropicLayer(nn.Module):
 
 
 @MODELS.register_module()
-class IsotropicAttnNet(BaseBackbone):
+class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
     """Isotropic attention network (no pooling between layers).
 
     Args:
@@ -163,13 +163,6 @@ class IsotropicAttnNet(BaseBackbone):
             freeze(self.embed)
         for i in range(self.frozen_stages):
             freeze(self.layers[i])
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self
 
     def get_layer_depth(self, param_name, prefix=''):
         """Embedding 0, layers 1..L, others L+1; ``(id, L + 2)``."""

@@ -17,9 +17,9 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
-from ._utils import (check_choice, check_frozen_stages, freeze,
-                     normalise_out_indices, run_block, sequential_layer_depth,
-                     set_norm_eval)
+from ._utils import (FrozenStagesMixin, check_choice, check_frozen_stages,
+                     freeze, normalise_out_indices, run_block,
+                     sequential_layer_depth)
 from .convattn_net import (check_encoding, conv_init_encoding,
                            set_conv_init_centres)
 
@@ -109,7 +109,7 @@ class Bottleneck(nn.Module):
 
 
 @MODELS.register_module()
-class SAResNet(BaseBackbone):
+class SAResNet(FrozenStagesMixin, BaseBackbone):
     """ResNet with δ-attention in place of its 3×3 convolutions.
 
     Args:
@@ -243,13 +243,6 @@ class SAResNet(BaseBackbone):
             freeze(self.stem)
         for i in range(self.frozen_stages):
             freeze(self.res_layers[i])
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self
 
     def get_layer_depth(self, param_name, prefix=''):
         """Stem 0, blocks 1..N in order, others N+1; ``(id, N + 2)``."""

@@ -12,7 +12,6 @@ Pairs of channels ``(x_{2i}, x_{2i+1})`` of each head are rotated by an angle
 
 Carries no bias, so every backend (NATTEN included) can run it.
 """
-import math
 
 import torch
 

@@ -202,7 +202,8 @@ class RelPosAttention(BaseModule):
     def forward_nchw(self, x):
         """``[B, C, *spatial] -> [B, out_dims, *out_spatial]`` (conv layout)."""
         x = self(x.movedim(1, -1))
-        return x.movedim(-1, 1).contiguous()  # see ConvAttention.forward_nchw
+        # contiguous: see ConvAttention.forward_nchw
+        return x.movedim(-1, 1).contiguous()
 
     def attend(self, q, k, v, spec):
         """The attention core on ``[B, H, N, D]`` tensors for a window."""
