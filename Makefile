@@ -12,7 +12,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 
 .PHONY: setup setup-full demo test test-slow bench bench-convert bench-digits \
-	bench-longrange bench-throughput flops clean-venv
+	bench-longrange bench-throughput flops gallery clean-venv
 setup: $(STAMPS)/package
 
 $(VENV)/bin/python:
@@ -73,6 +73,11 @@ bench-throughput: setup
 
 flops: setup
 	$(PY) tools/get_flops.py configs/convattn_net/convattnnet-tiny_8xb128_in1k.py
+
+# attention figures of the demo model (run `make demo` first) and of a
+# conv-converted CNN before/after fine-tuning, into docs/gallery/
+gallery: setup
+	$(PY) tools/make_gallery.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -138,7 +138,8 @@ def main(argv=None):
         m = analyze(model, samples, display, osp.join(args.out, 'demo'),
                     title='demo model' + ('' if ckpt else ' (untrained)'))
         summary['demo'] = dict(config=osp.relpath(args.demo_config, ROOT),
-                               checkpoint=ckpt, trained=bool(ckpt),
+                               checkpoint=osp.relpath(ckpt, ROOT) if ckpt
+                               else None, trained=bool(ckpt),
                                layers=layer_means(m))
     if 'converted' not in args.skip:
         from convattn_mm.convert import convert_model, save_converted
