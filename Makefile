@@ -63,13 +63,16 @@ bench-convert: setup
 	$(PY) benchmarks/bench_convert.py --json work_dirs/bench_convert.json
 
 bench-digits: setup
-	$(PY) benchmarks/bench_digits.py --json work_dirs/bench_digits.json
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_digits.py --seeds 5 --epochs 20 \
+	  --json work_dirs/bench_digits.json
 
 bench-longrange: setup
-	$(PY) benchmarks/bench_longrange.py --json work_dirs/bench_longrange.json
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_longrange.py \
+	  --json work_dirs/bench_longrange.json
 
 bench-throughput: setup
-	$(PY) benchmarks/bench_throughput.py --json work_dirs/bench_throughput.json
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_throughput.py \
+	  --json work_dirs/bench_throughput.json
 
 flops: setup
 	$(PY) tools/get_flops.py configs/convattn_net/convattnnet-tiny_8xb128_in1k.py
