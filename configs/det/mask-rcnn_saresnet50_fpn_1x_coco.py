@@ -1,6 +1,9 @@
 # Mask R-CNN + FPN on SAResNet-50 started from an ImageNet ResNet-50 (see
 # retinanet_saresnet50_fpn_1x_coco.py for making the checkpoint).
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/schedules/finetune_adamw_layer_decay.py'
+]
 
 pretrained = 'work_dirs/pretrained/saresnet50_from_resnet50.pth'
 
@@ -18,20 +21,5 @@ model = dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(in_channels=[256, 512, 1024, 2048]))
 
-# Fine-tuning optimiser: AdamW with
-# layer-wise learning-rate decay over the backbone (its get_layer_depth),
-# no weight decay on norms, biases and the position-encoding tables.
-# BackboneLayerDecayOptimWrapperConstructor is registered by convattn_mm
-# (mmdet's LearningRateDecayOptimizerConstructor only knows ConvNeXt names).
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    constructor='BackboneLayerDecayOptimWrapperConstructor',
-    optimizer=dict(
-        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        layer_decay_rate=0.9,
-        norm_decay_mult=0.0,
-        flat_decay_mult=0.0,
-        custom_keys={'.pos_encoding.': dict(decay_mult=0.0)}),
-    clip_grad=dict(max_norm=35, norm_type=2))
+# AdamW with layer-wise lr decay (configs/_base_/schedules/finetune_adamw_layer_decay.py)
+optim_wrapper = {{_base_.finetune_optim_wrapper}}
