@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
 
+from convattn_mm.utils import check_choice
+
 LAYOUTS = ('mmengine', 'state_dict', 'torchvision')
 _TV_MARKERS = ('conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight',
                'fc.weight')
@@ -98,9 +100,7 @@ def load_cnn_state_dict(path, layout='auto', trust=False):
         ``(state_dict, layout)``; ``module.`` prefixes (DataParallel) are
         stripped.
     """
-    if layout != 'auto' and layout not in LAYOUTS:
-        raise ValueError(f'layout={layout!r} is not supported; choose one '
-                         f"of {sorted(LAYOUTS) + ['auto']}")
+    check_choice(layout, LAYOUTS, 'layout', extra=('auto', ))
     obj = read_checkpoint(path, trust)
     found = detect_layout(obj)
     if layout == 'auto':

@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 
 from convattn_mm.models.layers import ConvAttention, GatedConvAttention
+from convattn_mm.utils import check_choice
 
 INITS = ('exact', 'gated', 'quadratic')
 HARD_NEG = -1e4
@@ -120,9 +121,7 @@ def conv_to_attention(conv, init='exact', qk_dims=None, init_mass=0.99,
         ValueError (:class:`UnsupportedConvError`) naming a setting that
         cannot be converted; ValueError for a bad ``init``.
     """
-    if init not in INITS:
-        raise ValueError(f'init={init!r} is not supported; choose one of '
-                         f'{sorted(INITS)}')
+    check_choice(init, INITS, 'init')
     if not 0 < init_mass < 1:
         raise ValueError(f'init_mass={init_mass!r} must lie in (0, 1)')
     rank = check_convertible(conv)

@@ -12,6 +12,8 @@ the usual mmpretrain pipeline (``RandomCrop``, ``PackInputs``, ...) applies.
 import numpy as np
 from mmpretrain.datasets import BaseDataset
 
+from convattn_mm.utils import check_choice
+
 from .registry import DATASETS
 
 SPLITS = ('test', 'train')
@@ -20,9 +22,7 @@ TEST_EVERY = 5
 
 def digits_split(split):
     """Indices into ``load_digits()`` of ``split`` (``'train'``/``'test'``)."""
-    if split not in SPLITS:
-        raise ValueError(f'split={split!r} is not supported; choose one of '
-                         f'{sorted(SPLITS)}')
+    check_choice(split, SPLITS, 'split')
     idx = np.arange(1797)
     test = idx % TEST_EVERY == 0
     return idx[test] if split == 'test' else idx[~test]
@@ -59,9 +59,7 @@ class DigitsDataset(BaseDataset):
 
     def __init__(self, split='train', img_size=32, pipeline=(),
                  test_mode=None, **kwargs):
-        if split not in SPLITS:
-            raise ValueError(f'split={split!r} is not supported; choose one '
-                             f'of {sorted(SPLITS)}')
+        check_choice(split, SPLITS, 'split')
         if not isinstance(img_size, int) or img_size < 8:
             raise ValueError(f'img_size={img_size!r} must be an int >= 8')
         self.split, self.img_size = split, img_size

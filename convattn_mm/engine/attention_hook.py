@@ -11,6 +11,7 @@ from mmengine.model import is_model_wrapper
 from convattn_mm.analysis import capture_attention, scalar_dict
 from convattn_mm.analysis.measures import MEASURES
 from convattn_mm.registry import HOOKS
+from convattn_mm.utils import check_choice
 
 SOURCES = ('train', 'val')
 
@@ -65,9 +66,7 @@ class AttentionStatsHook(Hook):
                 num_images, int) or num_images < 1:
             raise ValueError(f'num_images={num_images!r} must be an int '
                              f'>= 1')
-        if source not in SOURCES:
-            raise ValueError(f'source={source!r} is not supported; choose '
-                             f'one of {sorted(SOURCES)}')
+        check_choice(source, SOURCES, 'source')
         bad = [m for m in measures if m not in MEASURES]
         if bad:
             raise ValueError(f'measures={tuple(measures)!r}: unknown {bad}; '

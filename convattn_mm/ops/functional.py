@@ -40,6 +40,7 @@ from typing import Optional
 
 import torch
 
+from ..utils import check_choice
 from . import flex as _flex
 from . import fused_cpu as _fused
 from . import natten_backend as _natten
@@ -128,6 +129,11 @@ def _request(q, pos_bias, rel_keys, tensors, dropout_p=0.0):
         rel_keys=rel_keys is not None)
 
 
+def check_backend(backend: str) -> str:
+    """``backend`` if it names a backend or is ``'auto'``, else ValueError."""
+    return check_choice(backend, BACKENDS, 'backend', extra=('auto', ))
+
+
 def backend_support(spec: WindowSpec, request: dict):
     """Probe: ``{backend name: None if it can run, else the reason}``."""
     return {name: b.check(spec, request) for name, b in BACKENDS.items()}
@@ -141,9 +147,7 @@ def select_backend(backend: str, spec: WindowSpec, request: dict) -> str:
             if BACKENDS[name].check(spec, request) is None:
                 return name
         return 'gather'
-    if backend not in BACKENDS:
-        raise ValueError(f'backend={backend!r} is not supported; choose one '
-                         f"of {sorted(BACKENDS) + ['auto']}")
+    check_backend(backend)
     reason = BACKENDS[backend].check(spec, request)
     if reason is not None:
         raise NotImplementedError(
@@ -260,9 +264,7 @@ def _na(rank, query, key, value, kernel_size, dilation, border, query_stride,
     spatial = tuple(query.shape[1:1 + rank])
     B, H, D = query.shape[0], query.shape[-2], query.shape[-1]
     spec = make_window(spatial, kernel_size, dilation, border, query_stride)
-    if backend != 'auto' and backend not in BACKENDS:
-        raise ValueError(f'backend={backend!r} is not supported; choose one '
-                         f"of {sorted(BACKENDS) + ['auto']}")
+    check_backend(backend)
     tshape = spec.table_shape
     if pos_bias is not None and tuple(pos_bias.shape) != (H, *tshape):
         raise ValueError(

@@ -33,6 +33,8 @@ from typing import Sequence, Tuple, Union
 
 import torch
 
+from ..utils import check_choice
+
 BORDERS = ('mask', 'shift', 'zeros')
 GLOBAL = 'global'
 
@@ -245,9 +247,7 @@ def make_window(spatial: Sequence[int],
         ValueError / TypeError naming the argument, its value and the limit.
     """
     rank = len(spatial)
-    if border not in BORDERS:
-        raise ValueError(f'border={border!r} is not supported; choose one of '
-                         f'{sorted(BORDERS)}')
+    check_choice(border, BORDERS, 'border')
     kernel = to_tuple(kernel_size, rank, 'kernel_size', allow_global=True)
     dil = to_tuple(dilation, rank, 'dilation')
     stride = to_tuple(query_stride, rank, 'query_stride')

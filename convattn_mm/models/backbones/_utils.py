@@ -78,13 +78,6 @@ def check_frozen_stages(frozen_stages, num_stages):
     return frozen_stages
 
 
-def check_choice(value, choices, name):
-    if value not in choices:
-        raise ValueError(f'{name}={value!r} is not supported; choose one of '
-                         f'{sorted(choices)}')
-    return value
-
-
 def freeze(module):
     """Eval mode and no gradients for ``module`` (None is ignored)."""
     if module is None:

@@ -35,9 +35,11 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from convattn_mm.models.encodings import RelPosEncoding
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
-from ._utils import (FrozenStagesMixin, Mlp, check_choice, check_frozen_stages,
-                     freeze, normalise_out_indices, per_stage, resolve_arch,
-                     run_block, sequential_layer_depth)
+from convattn_mm.utils import check_choice
+
+from ._utils import (FrozenStagesMixin, Mlp, check_frozen_stages, freeze,
+                     normalise_out_indices, per_stage, resolve_arch, run_block,
+                     sequential_layer_depth)
 
 MIXERS = ('conv', 'conv-init', 'global', 'local')
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mixers', 'mlp_ratio')

@@ -30,6 +30,8 @@ import math
 import torch
 
 from convattn_mm.registry import MODELS
+from convattn_mm.utils import check_choice
+
 from .base import RelPosEncoding
 
 MODES = ('full', 'isotropic')
@@ -75,9 +77,7 @@ class QuadraticEncoding(RelPosEncoding):
                  mode='isotropic', init_kernel=None, init_mass=0.9,
                  init_cfg=None):
         super().__init__(num_heads, head_dims, rank, radius, step, init_cfg)
-        if mode not in MODES:
-            raise ValueError(f'mode={mode!r} is not supported; choose one of '
-                             f'{sorted(MODES)}')
+        check_choice(mode, MODES, 'mode')
         self.mode = mode
         if init_kernel is None:
             side = max(1, int(math.isqrt(num_heads)))

@@ -16,6 +16,8 @@ Carries no bias, so every backend (NATTEN included) can run it.
 import torch
 
 from convattn_mm.registry import MODELS
+from convattn_mm.utils import check_choice
+
 from .base import RelPosEncoding
 
 MODES = ('axial', 'mixed')
@@ -29,9 +31,7 @@ class RoPE(RelPosEncoding):
     def __init__(self, num_heads, head_dims, rank, radius, step, mode='axial',
                  theta=100.0, init_cfg=None):
         super().__init__(num_heads, head_dims, rank, radius, step, init_cfg)
-        if mode not in MODES:
-            raise ValueError(f'mode={mode!r} is not supported; choose one of '
-                             f'{sorted(MODES)}')
+        check_choice(mode, MODES, 'mode')
         if head_dims % 2:
             raise ValueError(f'RoPE needs an even head_dims, got {head_dims}')
         self.mode, self.theta = mode, theta

@@ -34,6 +34,8 @@ from mmengine.model.weight_init import trunc_normal_
 
 from convattn_mm.ops import attention_bhnd
 from convattn_mm.registry import MODELS
+from convattn_mm.utils import check_choice
+
 from .rel_pos_attention import RelPosAttention
 
 LAYOUTS = ('channels_first', 'channels_last')
@@ -96,9 +98,7 @@ class ConvAttention(RelPosAttention):
                 or qk_dims < 0:
             raise ValueError(f'qk_dims={qk_dims!r}: expected an int >= 0 '
                              f'(0 = no content term)')
-        if layout not in LAYOUTS:
-            raise ValueError(f'layout={layout!r} is not supported; choose '
-                             f'one of {sorted(LAYOUTS)}')
+        check_choice(layout, LAYOUTS, 'layout')
         # head_dims of the base class = the q/k dims (what the scale and the
         # position encoding see); values are the input (C_in per head).
         super().__init__(embed_dims, num_heads, head_dims=max(qk_dims, 1),

@@ -18,10 +18,11 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from convattn_mm.ops import (BACKENDS, BORDERS, GLOBAL, attention_bhnd,
+from convattn_mm.ops import (BORDERS, GLOBAL, attention_bhnd, check_backend,
                              make_window, to_tuple)
 from convattn_mm.ops.gather import attention_weights
 from convattn_mm.registry import MODELS, build_module
+from convattn_mm.utils import check_choice
 
 SMALL_MAP_RULES = ('error', 'pad', 'shrink')
 GLOBAL_TABLE_RADIUS = 15
@@ -87,24 +88,16 @@ class RelPosAttention(BaseModule):
                  rank=2,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if rank not in (1, 2, 3):
-            raise ValueError(f'rank={rank!r} is not supported; choose one of '
-                             f'[1, 2, 3]')
+        check_choice(rank, (1, 2, 3), 'rank')
         if head_dims is None:
             if embed_dims % num_heads:
                 raise ValueError(
                     f'embed_dims={embed_dims} is not divisible by '
                     f'num_heads={num_heads}; pass head_dims explicitly')
             head_dims = embed_dims // num_heads
-        if border not in BORDERS:
-            raise ValueError(f'border={border!r} is not supported; choose '
-                             f'one of {sorted(BORDERS)}')
-        if backend != 'auto' and backend not in BACKENDS:
-            raise ValueError(f'backend={backend!r} is not supported; choose '
-                             f"one of {sorted(BACKENDS) + ['auto']}")
-        if small_map not in SMALL_MAP_RULES:
-            raise ValueError(f'small_map={small_map!r} is not supported; '
-                             f'choose one of {sorted(SMALL_MAP_RULES)}')
+        check_choice(border, BORDERS, 'border')
+        check_backend(backend)
+        check_choice(small_map, SMALL_MAP_RULES, 'small_map')
         if small_map == 'pad' and border != 'zeros':
             raise ValueError(f"small_map='pad' is exact only for "
                              f"border='zeros', got border={border!r}")
