@@ -190,7 +190,7 @@ def window_table(spatial, kernel_size, dilation=1, border='shift'):
         long, the δ (pixels) of each entry, row-major.
     """
     spec = make_window(tuple(spatial), kernel_size, dilation, border)
-    return spec.table_shape, spec.table_offsets()
+    return spec.table_shape, spec.table_offsets().clone()
 
 
 def neighborhood_attention(query, key, value, kernel_size, dilation=1,

@@ -162,15 +162,13 @@ class WindowSpec:
 
     def table_offsets(self) -> torch.Tensor:
         """The offset ``δ`` (pixels) of every table entry: ``[T, rank]`` long,
-        row-major over :attr:`table_shape`."""
-        grids = [(torch.arange(a.table_size) - a.radius) * a.dilation
-                 for a in self.axes]
-        mesh = torch.meshgrid(*grids, indexing='ij')
-        return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+        row-major over :attr:`table_shape` (cached per window: do not modify
+        it in place)."""
+        return _table_offsets(self)
 
     def query_index(self, device=None) -> torch.Tensor:
         """Flat input index of every output query, ``[Nq]`` long."""
-        return _query_index(self)[0].to(device)
+        return _query_index(self).to(device)
 
     def neighbors(self, device=None):
         """Flat neighbour and table indices of every output query.
@@ -180,10 +178,9 @@ class WindowSpec:
             :data:`ZERO` for out-of-map keys; table ``[Nq, Kw]`` int32: flat
             index into :attr:`table_shape`. ``Kw`` is :attr:`window_size`.
         """
-        nbr, table = _neighbors(self)
-        if device is not None and torch.device(device).type != 'cpu':
-            return _neighbors_on(self, str(device))
-        return nbr, table
+        if device is None or torch.device(device).type == 'cpu':
+            return _neighbors(self)
+        return _neighbors_on(self, str(device))
 
 
 @functools.lru_cache(maxsize=256)
@@ -192,7 +189,15 @@ def _query_index(spec: WindowSpec):
     flat = torch.zeros((), dtype=torch.long)
     for a, c in zip(spec.axes, coords):
         flat = flat[..., None] * a.length + c
-    return (flat.reshape(-1), )
+    return flat.reshape(-1)
+
+
+@functools.lru_cache(maxsize=256)
+def _table_offsets(spec: WindowSpec):
+    grids = [(torch.arange(a.table_size) - a.radius) * a.dilation
+             for a in spec.axes]
+    mesh = torch.meshgrid(*grids, indexing='ij')
+    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
 
 
 @functools.lru_cache(maxsize=256)

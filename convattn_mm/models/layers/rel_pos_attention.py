@@ -200,9 +200,7 @@ class RelPosAttention(BaseModule):
 
     def attend(self, q, k, v, spec):
         """The attention core on ``[B, H, N, D]`` tensors for a window."""
-        q_coords = _coords(spec, strided=False, device=q.device)
-        terms = self.position_terms(q, k, spec, q_coords)
-        q, k, pos_bias, rel_keys = terms
+        q, k, pos_bias, rel_keys = self.position_terms(q, k, spec)
         if self._recorder is not None:
             self._recorder.record(q, k, spec, self.scale, pos_bias, rel_keys)
         drop = self.attn_drop if self.training else 0.0
