@@ -6,7 +6,9 @@ ConvAttnNet-T against mmpretrain's Swin-T and ConvNeXt-T, in one run.
 
 Backbone + global pooling + a 1000-way linear head, cross-entropy, SGD
 step excluded (forward + backward only); ``--warmup`` untimed iterations
-first. Ratios are to Swin-T measured in the same process.
+first. Ratios are to Swin-T measured in the same process. GFLOPs (one
+image, multiply-adds) come from ``tools/get_flops.py``'s counter, the same
+for every model.
 """
 import argparse
 import os.path as osp
@@ -19,6 +21,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from _common import print_table, write_json  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 
 def models():
@@ -73,16 +76,21 @@ def main(argv=None):
     for name, (build, ch) in models().items():
         ips, params = measure(build, ch, args.batch, args.size, args.iters,
                               args.warmup)
-        results[name] = dict(images_per_s=ips, params=params)
+        from get_flops import complexity
+        flops = complexity(build(), (args.size, args.size))['flops']
+        results[name] = dict(images_per_s=ips, params=params, gflops=flops /
+                             1e9)
     base = results['Swin-T (mmpretrain)']['images_per_s']
     for name, r in results.items():
         r['ratio_vs_swin_t'] = r['images_per_s'] / base
         rows.append([name, f'{r["params"] / 1e6:.1f} M',
-                     f'{r["images_per_s"]:.2f}', f'{r["ratio_vs_swin_t"]:.2f}'])
+                     f'{r["gflops"]:.2f}', f'{r["images_per_s"]:.2f}',
+                     f'{r["ratio_vs_swin_t"]:.2f}'])
     print(f'\nfwd+bwd at {args.size}x{args.size}, batch {args.batch}, '
           f'{args.iters} timed iteration(s), {torch.get_num_threads()} '
           f'thread(s){" (QUICK smoke run)" if args.quick else ""}')
-    print_table(['model', 'backbone params', 'images/s', 'vs Swin-T'], rows)
+    print_table(['model', 'backbone params', 'GFLOPs', 'images/s',
+                 'vs Swin-T'], rows)
     write_json(args.json, dict(args=vars(args), results=results))
     return 0
 

@@ -219,7 +219,7 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
     arch_zoo = {
         **dict.fromkeys(
             ['t', 'tiny'],
-            dict(embed_dims=[64, 128, 256, 512], depths=[3, 4, 18, 5],
+            dict(embed_dims=[64, 128, 256, 512], depths=[4, 8, 18, 5],
                  num_heads=[2, 4, 8, 16],
                  mixers=['conv', 'conv', 'local', 'global'], mlp_ratio=3.0)),
         **dict.fromkeys(
