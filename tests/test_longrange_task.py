@@ -8,7 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'benchmarks'))
-from bench_longrange import Net, geometry, make_data  # noqa: E402
+from bench_longrange import Net, geometry, make_data, parse_window  # noqa
 
 H, W, D = 3, 25, 7
 
@@ -39,15 +39,23 @@ def test_geometry_rows():
     assert geometry(5, 2, W, D) == (5, 9, 0, 'stack only')
     assert geometry(9, 2, W, D) == (9, 17, 2, 'one window')
     assert geometry('global', 2, W, D) == (W, W, W, 'one window')
+    # dilated: offsets -7, 0, 7 (queries on either mark see the other)
+    assert geometry(3, 2, W, D, dilation=7) == (15, 25, 2, 'one window')
+    assert geometry(3, 2, W, D, dilation=2) == (5, 9, 0, 'none')
+    assert parse_window('3d7') == (3, 7)
+    assert parse_window('global') == ('global', 1)
+    with pytest.raises(ValueError, match="--windows entry '3x'"):
+        parse_window('3x')
 
 
-def _swap_logits(window, layers):
+def _swap_logits(window, layers, dilation=1):
     """Logits of noise-free images, and of the same images with the two
     marks' colours swapped (every label flipped)."""
     torch.manual_seed(0)
     x, _, _ = make_data(6, H, W, D, seed=1, noise=0.0)
     swapped = x[:, [1, 0, 2]]
-    net = Net(window, layers, dims=16, heads=2).double().eval()
+    net = Net(window, layers, dims=16, heads=2,
+              dilation=dilation).double().eval()
     # random weights everywhere (the bias network's last layer starts at 0)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.3)
@@ -61,13 +69,16 @@ def _swap_logits(window, layers):
 
 
 def test_windows_that_cannot_cover_both_marks_ignore_their_order():
-    a, b = _swap_logits(3, 2)  # stack receptive field 5 < 7
+    # K=3: stack receptive field 5 < 7, and the 7-token margin is at least
+    # twice its radius, so no token that a mark reaches sees a border
+    a, b = _swap_logits(3, 2)
     assert (a - b).abs().max() < 1e-12  # float64 rounding only
 
 
-@pytest.mark.parametrize('window', [5, 9, 'global'])
-def test_windows_that_reach_both_marks_see_their_order(window):
-    a, b = _swap_logits(window, 2)
+@pytest.mark.parametrize('window,dilation', [(5, 1), (9, 1), (3, 7),
+                                             ('global', 1)])
+def test_windows_that_reach_both_marks_see_their_order(window, dilation):
+    a, b = _swap_logits(window, 2, dilation)
     # random weights: a small effect through two hops, but far above rounding
     assert (a - b).abs().max() > 1e-8
 
@@ -79,6 +90,6 @@ def test_benchmark_smoke_run_writes_json(tmp_path, capsys):
     out = tmp_path / 'longrange.json'
     assert main(['--quick', '--json', str(out)]) == 0
     data = json.loads(out.read_text())
-    assert [r['window'] for r in data['results']] == [3, 'global']
+    assert [r['window'] for r in data['results']] == ['3', 'global']
     assert 0 <= data['results'][0]['mean'] <= 100
     assert 'QUICK smoke run' in capsys.readouterr().out

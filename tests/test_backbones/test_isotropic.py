@@ -91,3 +91,17 @@ def test_get_layer_depth():
     assert net.get_layer_depth('embed.weight') == (0, 5)
     assert net.get_layer_depth('layers.2.ffn.fc1.weight') == (3, 5)
     assert net.get_layer_depth('head.fc.weight', 'backbone.') == (4, 5)
+
+
+def test_dilation_reaches_every_layer():
+    net = small(kernel_size=3, dilation=(1, 7), pos_encoding='learned')
+    assert all(layer.attn.dilation == (1, 7) for layer in net.layers)
+    spec, _ = net.layers[0].attn.window((4, 40))
+    # one window along the width: offsets -7, 0, 7 around an interior query
+    nbr, _ = spec.neighbors()
+    q = 2 * 40 + 20
+    assert sorted({int(k) % 40 - 20 for k in nbr[q]}) == [-7, 0, 7]
+    assert net(torch.randn(1, 3, 8, 80))[0].shape == (1, 36, 4, 40)
+    with pytest.raises(ValueError, match=re.escape(
+            'dilation=0: each entry must be a positive int')):
+        small(kernel_size=3, dilation=0)

@@ -32,13 +32,15 @@ ENCODING_SHORTCUTS = ('learned', 'quadratic')
 class IsotropicLayer(nn.Module):
     """Attention + FFN on ``[B, H, W, D]``."""
 
-    def __init__(self, dims, num_heads, ffn_dims, kernel_size, pos_encoding,
-                 pre_norm, drop_path, drop, backend, quadratic_init):
+    def __init__(self, dims, num_heads, ffn_dims, kernel_size, dilation,
+                 pos_encoding, pre_norm, drop_path, drop, backend,
+                 quadratic_init):
         super().__init__()
         self.pre_norm = pre_norm
         self.attn = RelPosAttention(
             dims, num_heads, head_dims=dims // num_heads,
-            kernel_size=kernel_size, border='shift', small_map='shrink',
+            kernel_size=kernel_size, dilation=dilation, border='shift',
+            small_map='shrink',
             pos_encoding=pos_encoding, proj_drop=drop, backend=backend)
         self.quadratic_init = quadratic_init
         if quadratic_init:
@@ -68,7 +70,9 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         ffn_dims (int): FFN hidden size. Default 512.
         in_channels (int): input channels. Default 3.
         kernel_size (int | str): attention window; ``'global'`` (default,
-            the paper's) or an odd int.
+            the paper's) or an odd int (per-axis tuples too).
+        dilation (int | tuple): window dilation, per axis or one for all.
+            Default 1.
         pos_encoding (str | dict): ``'quadratic'``, ``'learned'`` or an
             encoding config dict.
         init_mass (float): for ``'quadratic'``: attention mass on each
@@ -88,6 +92,7 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
                  ffn_dims=512,
                  in_channels=3,
                  kernel_size='global',
+                 dilation=1,
                  pos_encoding='quadratic',
                  init_mass=0.5,
                  pre_norm=False,
@@ -129,7 +134,8 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         self.embed = nn.Linear(in_channels * 4, embed_dims)
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
         self.layers = nn.ModuleList([
-            IsotropicLayer(embed_dims, num_heads, ffn_dims, kernel_size, enc,
+            IsotropicLayer(embed_dims, num_heads, ffn_dims, kernel_size,
+                           dilation, enc,
                            pre_norm, dpr[i], drop_rate, backend, quadratic)
             for i in range(num_layers)
         ])
