@@ -6,6 +6,9 @@
 # A variable, not `optim_wrapper`: the downstream configs also inherit mmdet's
 # own optim_wrapper, and two bases may not define the same key. Use it as
 #   optim_wrapper = {{_base_.finetune_optim_wrapper}}
+# or, to change some values (the pose configs do):
+#   optim_wrapper = _base_.finetune_optim_wrapper
+#   optim_wrapper.optimizer.lr = 5e-4
 finetune_optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
