@@ -11,7 +11,6 @@
 import copy
 from typing import Sequence
 
-import torch.nn as nn
 import torch.utils.checkpoint as cp
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -132,17 +131,3 @@ def sequential_layer_depth(param_name, prefix, block_ids, num_layers):
             best = (key, layer_id)
     layer_id = num_layers + 1 if best is None else best[1]
     return layer_id, num_layers + 2
-
-
-class Mlp(nn.Module):
-    """``Linear(C, hidden) -> GELU -> Linear(hidden, C)`` on ``[..., C]``."""
-
-    def __init__(self, dims, hidden, drop=0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dims, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dims)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))

@@ -33,11 +33,11 @@ from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from convattn_mm.models.encodings import RelPosEncoding
-from convattn_mm.models.layers import RelPosAttention
+from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
-from ._utils import (FrozenStagesMixin, Mlp, check_frozen_stages, freeze,
+from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, per_stage, resolve_arch, run_block,
                      sequential_layer_depth)
 

@@ -19,9 +19,9 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
-from convattn_mm.models.layers import RelPosAttention
+from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
-from ._utils import (FrozenStagesMixin, Mlp, check_frozen_stages, freeze,
+from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, run_block, sequential_layer_depth)
 from .convattn_net import (check_encoding, conv_init_encoding,
                            set_conv_init_centres)

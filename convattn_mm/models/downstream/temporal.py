@@ -15,26 +15,14 @@ field), and the centre frame (or the last one when ``causal``) is returned
 as ``[B, C, 1]`` -- what ``TemporalRegressionHead`` reads.
 """
 import torch.nn as nn
-from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
-from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
-
-
-class _Mlp(nn.Module):
-
-    def __init__(self, dims, hidden, drop):
-        super().__init__()
-        self.fc1, self.act = nn.Linear(dims, hidden), nn.GELU()
-        self.fc2, self.drop = nn.Linear(hidden, dims), nn.Dropout(drop)
-
-    def forward(self, x):
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+from .block import RelPosAttnBlock
 
 
 @MODELS.register_module()
-class TemporalAttnBlock(BaseModule):
+class TemporalAttnBlock(RelPosAttnBlock):
     """Pre-norm residual block of rank-1 δ-attention + MLP on ``[B, T, C]``.
 
     Args:
@@ -49,25 +37,15 @@ class TemporalAttnBlock(BaseModule):
             full window; ``'mask'``: centred windows, cut at the ends).
     """
 
+    rank = 1
+
     def __init__(self, embed_dims, num_heads, kernel_size=7, dilation=1,
                  pos_encoding=dict(type='RelativeBiasTable'), mlp_ratio=2.0,
                  drop=0.0, drop_path=0.0, border='shift', backend='auto',
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.attn = RelPosAttention(
-            embed_dims, num_heads, kernel_size=kernel_size,
-            dilation=dilation, border=border, pos_encoding=pos_encoding,
-            proj_drop=drop, backend=backend, small_map='shrink', rank=1)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else \
-            nn.Identity()
-        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.mlp = _Mlp(embed_dims, int(embed_dims * mlp_ratio), drop)
-
-    def forward(self, x):
-        """``[B, T, C] -> [B, T, C]``."""
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        super().__init__(embed_dims, num_heads, kernel_size, dilation,
+                         pos_encoding, mlp_ratio, drop, drop_path, border,
+                         backend, init_cfg)
 
 
 @MODELS.register_module()

@@ -15,15 +15,14 @@ mmaction / mmpose 3D backbone, and takes any clip length or size (windows
 larger than the map shrink to the whole axis).
 """
 import torch.nn as nn
-from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
-from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
+from .block import RelPosAttnBlock
 
 
 @MODELS.register_module()
-class VolumeAttnBlock(BaseModule):
+class VolumeAttnBlock(RelPosAttnBlock):
     """Pre-norm residual block of rank-3 δ-attention + MLP on
     ``[B, D, H, W, C]``.
 
@@ -37,28 +36,15 @@ class VolumeAttnBlock(BaseModule):
         mlp_ratio, drop, drop_path, border, backend: as usual.
     """
 
+    rank = 3
+
     def __init__(self, embed_dims, num_heads, kernel_size=(3, 7, 7),
                  dilation=1, pos_encoding=dict(type='RelativeBiasTable'),
                  mlp_ratio=2.0, drop=0.0, drop_path=0.0, border='shift',
                  backend='auto', init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.attn = RelPosAttention(
-            embed_dims, num_heads, kernel_size=kernel_size,
-            dilation=dilation, border=border, pos_encoding=pos_encoding,
-            proj_drop=drop, backend=backend, small_map='shrink', rank=3)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else \
-            nn.Identity()
-        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
-        hidden = int(embed_dims * mlp_ratio)
-        self.mlp = nn.Sequential(
-            nn.Linear(embed_dims, hidden), nn.GELU(), nn.Dropout(drop),
-            nn.Linear(hidden, embed_dims), nn.Dropout(drop))
-
-    def forward(self, x):
-        """``[B, D, H, W, C] -> [B, D, H, W, C]``."""
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        super().__init__(embed_dims, num_heads, kernel_size, dilation,
+                         pos_encoding, mlp_ratio, drop, drop_path, border,
+                         backend, init_cfg)
 
 
 @MODELS.register_module()
