@@ -106,10 +106,7 @@ class Net(torch.nn.Module):
     def __init__(self, window, layers=2, dims=64, heads=4,
                  encoding='logcpb', dilation=1):
         super().__init__()
-        from mmengine.logging import MMLogger
-
         from convattn_mm.models.backbones import IsotropicAttnNet
-        MMLogger.get_current_instance().setLevel('WARNING')  # init reports
         self.backbone = IsotropicAttnNet(
             num_layers=layers, num_heads=heads, embed_dims=dims,
             ffn_dims=2 * dims, kernel_size=window, dilation=(1, dilation),
@@ -154,6 +151,8 @@ def geometry(window, layers, width, distance, dilation=1):
 
 def train_eval(job):
     """One (window, seed) run; returns ``(accuracy %, seconds per epoch)``."""
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel('WARNING')  # no init reports
     text, seed, a = job
     window, dilation = parse_window(text)
     torch.set_num_threads(a['threads'])

@@ -22,6 +22,7 @@ from _common import print_table, write_json  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
+from get_flops import complexity  # noqa: E402
 
 
 def models():
@@ -35,9 +36,7 @@ def models():
     }
 
 
-def measure(build, channels, batch, size, iters, warmup):
-    torch.manual_seed(0)
-    backbone = build()
+def measure(backbone, channels, batch, size, iters, warmup):
     head = torch.nn.Linear(channels, 1000)
     backbone.train()
     x = torch.randn(batch, 3, size, size)
@@ -74,10 +73,11 @@ def main(argv=None):
         args.batch, args.iters, args.warmup = 2, 1, 0
     results, rows = {}, []
     for name, (build, ch) in models().items():
-        ips, params = measure(build, ch, args.batch, args.size, args.iters,
+        torch.manual_seed(0)
+        backbone = build()
+        ips, params = measure(backbone, ch, args.batch, args.size, args.iters,
                               args.warmup)
-        from get_flops import complexity
-        flops = complexity(build(), (args.size, args.size))['flops']
+        flops = complexity(backbone, (args.size, args.size))['flops']
         results[name] = dict(images_per_s=ips, params=params, gflops=flops /
                              1e9)
     base = results['Swin-T (mmpretrain)']['images_per_s']
