@@ -5,7 +5,15 @@ registries. ``MODELS`` is a child of mmengine's root ``MODELS`` with scope
 ``'convattn_mm'``; its ``locations`` import the model modules on first use.
 So ``type='convattn_mm.RelPosAttention'`` builds from an mmpretrain, mmdet or
 mmpose config with no import: mmengine imports ``convattn_mm.registry`` when it
-meets the ``convattn_mm.`` scope prefix.
+meets the ``convattn_mm.`` scope prefix. The locations are the model modules
+(``convattn_mm.models``), the converters (``convattn_mm.convert``, which
+registers ``ConvToAttention``) and ``convattn_mm.engine``, whose optimiser
+constructor sits in mmengine's root registry and must be imported before
+the Runner builds the optimiser of a ``convattn_mm.`` model.
+
+Importing this module applies :func:`convattn_mm.compat.apply` (idempotent;
+it changes nothing for code that does not save, load or launch distributed
+jobs).
 
 Inside the package, build sub-modules with :func:`build_module`: it resolves
 names in this registry whatever the caller's ``default_scope`` is (a bare
@@ -23,7 +31,8 @@ from . import compat
 compat.apply()  # the stack's fixes, active wherever the registry is imported
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='convattn_mm',
-                  locations=['convattn_mm.models'])
+                  locations=['convattn_mm.models', 'convattn_mm.convert',
+                             'convattn_mm.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='convattn_mm',
                  locations=['convattn_mm.engine'])
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='convattn_mm',

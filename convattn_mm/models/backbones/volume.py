@@ -17,8 +17,8 @@ larger than the map shrink to the whole axis).
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
-from .block import RelPosAttnBlock
 
 
 @MODELS.register_module()

@@ -30,7 +30,10 @@ from collections import OrderedDict
 
 import torch
 
-from convattn_mm.models.backbones.convattn_net import CONV_INIT_OFFSETS
+from convattn_mm.models.backbones.sa_resnet import SAConv, SAResNet
+from convattn_mm.models.encodings import CONV_INIT_OFFSETS
+
+from .conv import proj_weight
 
 
 def _strip(state_dict, prefix):
@@ -59,7 +62,6 @@ def _resnet_key(sa_key):
 def _split_conv(weight):
     """``W [C_out, C_in, 3, 3]`` -> ``{(dy, dx): W_Δ [C_out, C_in]}`` through
     the converter's per-head projection (row-major kernel order)."""
-    from convattn_mm.convert import proj_weight
     cout, cin, kh, kw = weight.shape
     per_head = proj_weight(weight, cin, 1).reshape(cout, kh * kw, cin)
     out = {}
@@ -89,7 +91,6 @@ def resnet_to_saresnet(resnet_state_dict, model, prefix='backbone.'):
         3×3 windows; KeyError: a ResNet tensor is missing; ValueError: a
         shape does not match.
     """
-    from convattn_mm.models.backbones.sa_resnet import SAConv, SAResNet
     if not isinstance(model, SAResNet):
         raise TypeError(f'model={type(model).__name__}: expected SAResNet')
     sa_layers = {n: m for n, m in model.named_modules()
