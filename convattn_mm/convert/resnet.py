@@ -84,7 +84,9 @@ def resnet_to_saresnet(resnet_state_dict, model, prefix='backbone.'):
     Returns:
         ``(state_dict, report)``: a full state dict for ``model`` (its own
         values where nothing maps: q/k projections, position encodings),
-        and one dict per attention layer (``name``, ``rank``, ``rel_error``).
+        and one dict per attention layer (``name``; ``rank``: the largest
+        rank of the approximation of one offset's ``W_Δ``, i.e.
+        ``min(heads on Δ · d, C_in, C_out)``; ``rel_error``).
 
     Raises:
         TypeError / ValueError: ``model`` is not a conv-init SAResNet with
@@ -141,11 +143,13 @@ def _map_attention(name, attn, weight, out):
     qkv_w = out[f'{name}.attn.qkv.weight'].clone()  # [3·H·d, C_in]
     proj_w = torch.zeros(cout, H * d)
     approx = torch.zeros_like(weight)
+    ranks = []
     for delta, w in per_offset.items():
         heads = heads_at.get(delta, [])
         if not heads:
             continue
         r = min(len(heads) * d, min(w.shape))
+        ranks.append(r)
         U, S, Vh = torch.linalg.svd(w, full_matrices=False)
         root = S[:r].sqrt()
         P, V = U[:, :r] * root, root[:, None] * Vh[:r]
@@ -164,4 +168,5 @@ def _map_attention(name, attn, weight, out):
     out[f'{name}.attn.proj.weight'] = proj_w
     out[f'{name}.attn.proj.bias'] = torch.zeros(cout)
     err = (weight - approx).norm() / weight.norm().clamp_min(1e-12)
-    return dict(name=name, rank=d, rel_error=float(err))
+    return dict(name=name, rank=max(ranks, default=0),
+                rel_error=float(err))

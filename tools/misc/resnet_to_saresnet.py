@@ -49,7 +49,7 @@ def main():
     model.load_state_dict(state, strict=True)
     width = max(len(r['name']) for r in report)
     for r in report:
-        print(f"{r['name']:<{width}}  rank/head {r['rank']:>4}  "
+        print(f"{r['name']:<{width}}  rank/offset {r['rank']:>4}  "
               f"rel. error {r['rel_error']:.3f}")
     meta = dict(source=osp.basename(args.src), source_layout=layout,
                 arch=f'SAResNet-{args.depth}', num_heads=args.num_heads,
