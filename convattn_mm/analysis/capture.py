@@ -37,6 +37,8 @@ from convattn_mm.models.layers import (AttentionRecorder, GatedConvAttention,
 from convattn_mm.ops.gather import attention_weights
 from convattn_mm.ops.windows import MASKED
 
+from .measures import head_measures
+
 
 def attention_layers(model):
     """``[(name, layer)]`` of every :class:`RelPosAttention` (subclasses
@@ -327,7 +329,6 @@ class AttentionCapture:
     def measures(self, **kwargs):
         """``{name: measures}`` (:func:`convattn_mm.analysis.head_measures`)
         of every layer that recorded something."""
-        from .measures import head_measures
         return {
             n: head_measures(self.merged(n), **kwargs)
             for n in self.records if self.records[n]
