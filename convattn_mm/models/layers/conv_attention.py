@@ -10,7 +10,7 @@ heads whose values are the input itself (``V^h = I``, head value dims
 
 With ``b^h_δ = 0`` at ``δ = Δ_h`` and a large negative value elsewhere
 (``a^h`` one-hot), no content term, ``W_o^h = W_{Δ_h}`` and the ``'zeros'``
-border, ``y`` *is* the convolution (Cordonnier et al. 2020, DESIGN.md §2);
+border, ``y`` *is* the convolution (Cordonnier et al. 2020; docs/design.md section 3);
 :func:`convattn_mm.convert.conv_to_attention` builds that state.
 
 Why ``V^h = I`` loses nothing: ``W_o^h V^h`` is any ``C_out × C_in`` map
