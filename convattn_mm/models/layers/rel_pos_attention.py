@@ -185,7 +185,8 @@ class RelPosAttention(BaseModule):
         spec, padded = self.window(spatial)
         q, k, v = self.project_qkv(x)  # [B, H, N, D] (v: [B, H, N, D_v])
         if padded != spatial:
-            q, k, v = (self._pad(t, spatial, padded) for t in (q, k, v))
+            q, k, v = (self.pad_tokens(t, spatial, padded)
+                       for t in (q, k, v))
         out = self.attend(q, k, v, spec)  # [B, H, Nq, D_v]
         out = out.transpose(1, 2).reshape(B, *spec.out_shape, -1)
         if padded != spatial:
@@ -241,7 +242,10 @@ class RelPosAttention(BaseModule):
         return self.backend == 'natten' or (self.backend == 'auto'
                                             and q.is_cuda)
 
-    def _pad(self, t, spatial, padded):
+    @staticmethod
+    def pad_tokens(t, spatial, padded):
+        """Zero-pad ``t [B, H, prod(spatial), D]`` at the far end of each
+        axis to ``[B, H, prod(padded), D]`` (``small_map='pad'``)."""
         B, H, _, D = t.shape
         t = t.reshape(B, H, *spatial, D)
         widths = []
@@ -252,12 +256,14 @@ class RelPosAttention(BaseModule):
 
     # ------------------------------------------------------------- recording
     @contextlib.contextmanager
-    def recording(self, queries=None):
+    def recording(self, queries=None, recorder=None):
         """Record attention weights of chosen output queries while active.
 
         Args:
             queries: list of output-grid coordinates (tuples), or None for
                 every query.
+            recorder: an :class:`AttentionRecorder` (or subclass) to use
+                instead of a new one (``queries`` is then ignored).
         Yields:
             an :class:`AttentionRecorder`; after each forward its
             ``records`` list gains a dict (see
@@ -265,7 +271,7 @@ class RelPosAttention(BaseModule):
             ``queries`` and ``out_shape``.
         Costs nothing when not recording (one ``is None`` check).
         """
-        rec = AttentionRecorder(queries)
+        rec = AttentionRecorder(queries) if recorder is None else recorder
         prev, self._recorder = self._recorder, rec
         try:
             yield rec
