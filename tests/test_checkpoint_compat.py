@@ -66,3 +66,14 @@ def test_runner_checkpoint_loads_through_mmengine():
     buf = hub.log_scalars['train/loss']
     assert isinstance(buf, HistoryBuffer)
     assert buf.mean() == pytest.approx(1.0)
+
+
+def test_reading_weights_only_keeps_the_applied_allow_list():
+    """``read_weights_only`` allows the package's globals for one load and
+    leaves those :func:`compat.apply` installed for good in place."""
+    from convattn_mm import compat
+    compat.apply()
+    before = list(torch.serialization.get_safe_globals())
+    ckpt = compat.read_weights_only(FIXTURE)
+    assert ckpt['meta']['iter'] == 2
+    assert torch.serialization.get_safe_globals() == before

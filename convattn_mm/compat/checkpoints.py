@@ -100,7 +100,11 @@ def read_weights_only(path, map_location='cpu'):
     Raises:
         pickle.UnpicklingError: the file holds other objects.
     """
-    with torch.serialization.safe_globals(safe_globals()):
+    # only those not allowed yet: leaving the context removes what it added,
+    # which must not undo apply()
+    allowed = torch.serialization.get_safe_globals()
+    missing = [g for g in safe_globals() if g not in allowed]
+    with torch.serialization.safe_globals(missing):
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
