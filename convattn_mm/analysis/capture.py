@@ -26,15 +26,12 @@ Example::
 import contextlib
 import fnmatch
 import functools
-import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 
-from convattn_mm.models.layers import (AttentionRecorder, GatedConvAttention,
-                                       RelPosAttention)
-from convattn_mm.ops.gather import attention_weights
+from convattn_mm.models.layers import AttentionRecorder, RelPosAttention
 from convattn_mm.ops.windows import MASKED
 
 from .measures import head_measures
@@ -190,7 +187,6 @@ class AttentionCapture:
         self.records = {n: [] for n in self.layers}
         self._images_seen = {n: 0 for n in self.layers}
         self._map_size = {}
-        self._gated_input = {}
 
     # ------------------------------------------------------------ queries
     def _resolve(self, name, layer, spec):
@@ -220,43 +216,10 @@ class AttentionCapture:
                         f'grid of q per axis), a list of image pixels, or a '
                         f'dict {{layer name: one of those}}')
 
-    def _record(self, name, layer, rec, q, k, spec, scale, pos_bias,
-                rel_keys):
-        rec.queries = self._resolve(name, layer, spec)
-        n_before = len(rec.records)
-        # the recorder's own computation of the weights
-        AttentionRecorder.record(rec, q, k, spec, scale, pos_bias, rel_keys)
-        raw = rec.records.pop(n_before)
-        weights = raw['weights']
-        if isinstance(layer, GatedConvAttention) and name in \
-                self._gated_input:
-            weights = self._gated_weights(name, layer, spec, weights, rec)
-        self._store(name, layer, spec, raw, weights)
-
-    def _gated_weights(self, name, layer, spec, position, rec):
-        """ConViT mixture ``g·a_pos + (1-g)·a_content`` of a gated layer
-        (its recorder sees only the position branch)."""
-        x = self._gated_input.pop(name)
-        tokens = x if layer.layout == 'channels_last' else x.movedim(1, -1)
-        spatial = tuple(tokens.shape[1:-1])
-        qc, kc, _ = layer.project_qkv(tokens)
-        _, padded = layer.window(spatial)
-        if padded != spatial:
-            qc, kc = (layer.pad_tokens(t, spatial, padded) for t in (qc, kc))
-        select = None
-        if rec.queries is not None:
-            select = torch.tensor(
-                [_flat(c, spec.out_shape) for c in rec.queries],
-                device=qc.device)
-        with torch.no_grad():
-            content = attention_weights(qc.detach(), kc.detach(), spec,
-                                        layer.scale, None, None,
-                                        select)['weights']
-        g = torch.sigmoid(layer.gate.detach()).to(position.dtype)
-        g = g.to(position.device)[None, :, None, None]
-        return position * g + content.to(position.dtype) * (1 - g)
-
-    def _store(self, name, layer, spec, raw, weights):
+    def _store(self, name, layer, raw):
+        """Keep one record of ``layer`` (a dict from
+        :meth:`AttentionRecorder.weights`) as a :class:`LayerRecord`."""
+        weights, spec = raw['weights'], raw['spec']
         B, H, S, Kw = weights.shape
         keys = raw['keys'].long().cpu()
         table = raw['table'].long().cpu()
@@ -355,8 +318,9 @@ def capture_attention(model, layers=None, queries=None, image_size=None):
     Yields:
         :class:`AttentionCapture`.
 
-    :class:`GatedConvAttention` layers are recorded as their actual mixture
-    ``σ(λ)·a_position + (1-σ(λ))·a_content`` when they are called as modules.
+    Each layer records the weights it applies (a
+    :class:`~convattn_mm.models.layers.GatedConvAttention` its mixture
+    ``σ(λ)·a_position + (1-σ(λ))·a_content``).
     """
     chosen = select_layers(model, layers)
     cap = AttentionCapture(chosen, queries, image_size)
@@ -377,16 +341,23 @@ def capture_attention(model, layers=None, queries=None, image_size=None):
 
 
 class _CaptureRecorder(AttentionRecorder):
-    """The recorder a captured layer writes to: it hands each record to
-    :meth:`AttentionCapture._record` with the layer's name."""
+    """The recorder a captured layer writes to: the capture chooses the
+    queries of each window and keeps each record under the layer's name."""
 
     def __init__(self, cap, name, layer):
         super().__init__(None)
         self.cap, self.name, self.layer = cap, name, layer
 
-    def record(self, q, k, spec, scale, pos_bias, rel_keys):
-        self.cap._record(self.name, self.layer, self, q, k, spec, scale,
-                         pos_bias, rel_keys)
+    def queries_for(self, spec):
+        return self.cap._resolve(self.name, self.layer, spec)
+
+    def weights(self, q, k, spec, scale, pos_bias=None, rel_keys=None):
+        rec = super().weights(q, k, spec, scale, pos_bias, rel_keys)
+        rec['spec'] = spec
+        return rec
+
+    def add(self, rec):
+        self.cap._store(self.name, self.layer, rec)
 
 
 def _grab_image_size(cap, rank, module, args, kwargs):
@@ -402,15 +373,12 @@ def _grab_image_size(cap, rank, module, args, kwargs):
 
 def _grab_map_size(cap, name, layer, args):
     """The real map size (before ``small_map='pad'``) when the layer is
-    called as a module; stash a gated layer's input for its content
-    branch."""
+    called as a module."""
     if not args or not isinstance(args[0], torch.Tensor):
         return
     x = args[0]
     first = getattr(layer, 'layout', 'channels_last') == 'channels_first'
     cap._map_size[name] = tuple(x.shape[2:] if first else x.shape[1:-1])
-    if isinstance(layer, GatedConvAttention):
-        cap._gated_input[name] = x.detach()
 
 
 def _spaced(m, n):
@@ -425,10 +393,6 @@ def _grid_positions(spec):
     axes = [torch.arange(0, a.length, a.stride) for a in spec.axes]
     mesh = torch.meshgrid(*axes, indexing='ij')
     return torch.stack([m.reshape(-1) for m in mesh], dim=-1).long()
-
-
-def _flat(coord, shape):
-    return int(sum(c * math.prod(shape[i + 1:]) for i, c in enumerate(coord)))
 
 
 __all__ = [

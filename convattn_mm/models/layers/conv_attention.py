@@ -190,7 +190,7 @@ class GatedConvAttention(ConvAttention):
             ``pos_encoding`` set.
 
     Parameter: ``gate [heads]`` (the logits ``λ``). Recording
-    (:meth:`recording`) sees the position branch.
+    (:meth:`recording`) sees the mixed weights ``a^h``.
     """
 
     def __init__(self, *args, gate_init=0.95, **kwargs):
@@ -209,9 +209,26 @@ class GatedConvAttention(ConvAttention):
 
     def attend(self, q, k, v, spec):
         zero = q.new_zeros(()).expand(*q.shape[:3], 1)
-        position = super().attend(zero, zero, v, spec)
+        zq, zk, pos_bias, rel_keys = self.position_terms(zero, zero, spec)
         drop = self.attn_drop if self.training else 0.0
+        position = attention_bhnd(zq, zk, v, spec, self.scale, pos_bias,
+                                  rel_keys, self.backend, drop)
         content = attention_bhnd(q, k, v, spec, self.scale, None, None,
                                  self.backend, drop)
-        g = torch.sigmoid(self.gate).to(v.dtype)[None, :, None, None]
+        if self._recorder is not None:
+            rec = self._recorder.weights(zq, zk, spec, self.scale, pos_bias,
+                                         rel_keys)
+            content_weights = self._recorder.weights(q, k, spec,
+                                                     self.scale)['weights']
+            with torch.no_grad():
+                rec['weights'] = self.mix(rec['weights'], content_weights)
+            self._recorder.add(rec)
+        return self.mix(position, content)
+
+    def mix(self, position, content):
+        """``g·position + (1-g)·content`` per head, ``[B, H, ...]``; the
+        outputs and the weights of the two branches mix alike."""
+        g = torch.sigmoid(self.gate).to(position.dtype)
+        g = g.to(position.device).reshape(1, -1, *(1, ) *
+                                          (position.dim() - 2))
         return position * g + content * (1 - g)

@@ -287,17 +287,34 @@ class RelPosAttention(BaseModule):
 
 
 class AttentionRecorder:
-    """Collects attention weights from :meth:`RelPosAttention.recording`."""
+    """Collects attention weights from :meth:`RelPosAttention.recording`.
+
+    A layer hands its scores' parts to :meth:`record`; a layer whose
+    attention is a mixture of several softmaxes (the gated layer) computes
+    each with :meth:`weights`, mixes them and hands the result to
+    :meth:`add`. Subclasses choose the queries per window
+    (:meth:`queries_for`) and where records go (:meth:`add`).
+    """
 
     def __init__(self, queries=None):
         self.queries = None if queries is None else [tuple(q) for q in queries]
         self.records = []
 
-    def record(self, q, k, spec, scale, pos_bias, rel_keys):
+    def queries_for(self, spec):
+        """Output-grid coordinates to record on window ``spec`` (None:
+        every query)."""
+        return self.queries
+
+    def weights(self, q, k, spec, scale, pos_bias=None, rel_keys=None):
+        """``softmax_δ(scale · qᵀk_{q+δ} + b_δ)`` of the chosen queries: the
+        dict of :func:`~convattn_mm.ops.gather.attention_weights` (``weights
+        [B, H, S, Kw]``, ...) plus ``queries``, ``out_shape`` and
+        ``in_shape``."""
+        queries = self.queries_for(spec)
         select = None
-        if self.queries is not None:
+        if queries is not None:
             flat = []
-            for c in self.queries:
+            for c in queries:
                 if len(c) != spec.rank or any(
                         not 0 <= ci < n for ci, n in zip(c, spec.out_shape)):
                     raise ValueError(f'query {c} is outside the output grid '
@@ -310,10 +327,18 @@ class AttentionRecorder:
                                     pos_bias.detach(),
                                     None if rel_keys is None else
                                     rel_keys.detach(), select)
-        rec['queries'] = self.queries
+        rec['queries'] = queries
         rec['out_shape'] = spec.out_shape
         rec['in_shape'] = spec.in_shape
+        return rec
+
+    def add(self, rec):
+        """Keep one record (a dict from :meth:`weights`)."""
         self.records.append(rec)
+
+    def record(self, q, k, spec, scale, pos_bias, rel_keys):
+        """Record the weights one softmax over the window gives."""
+        self.add(self.weights(q, k, spec, scale, pos_bias, rel_keys))
 
 
 def _flat(coord, shape):
