@@ -68,6 +68,34 @@ def to_tuple(value, rank: int, name: str, allow_global: bool = False):
     return items
 
 
+def check_odd_kernel(value, rank: int, name: str = 'kernel_size',
+                     allow_global: bool = True):
+    """:func:`to_tuple` for window sizes, which must also be odd (a window
+    is centred on its query): the one check every layer and backbone calls.
+
+    Args:
+        value: int, per-axis tuple, or (when ``allow_global``) ``'global'``
+            for all or some axes.
+        rank: number of axes.
+        name: the parameter's name in messages (``'kernel_sizes[2]'``).
+        allow_global: whether ``'global'`` is allowed.
+    Returns:
+        tuple of ``rank`` entries.
+    Raises:
+        TypeError / ValueError naming ``name``, its value, the axis and what
+        is allowed.
+    """
+    kernel = to_tuple(value, rank, name, allow_global=allow_global)
+    for ax, k in enumerate(kernel):
+        if k != GLOBAL and k % 2 == 0:
+            allowed = (": window sizes must be odd or 'global'"
+                       if allow_global else ' must be an odd positive int')
+            raise ValueError(f'{name}={value!r}: window sizes must be odd '
+                             f'(got {k} on axis {ax}); {name}={value!r}'
+                             f'{allowed}')
+    return kernel
+
+
 def table_radius(kernel: int, rule: str) -> int:
     """Table radius ``r`` (in dilation steps) of a ``kernel``-wide window
     under border ``rule``: ``K-1`` for ``'shift'`` (global axes too),
@@ -267,7 +295,7 @@ def make_window(spatial: Sequence[int],
     """
     rank = len(spatial)
     check_choice(border, BORDERS, 'border')
-    kernel = to_tuple(kernel_size, rank, 'kernel_size', allow_global=True)
+    kernel = check_odd_kernel(kernel_size, rank)
     dil = to_tuple(dilation, rank, 'dilation')
     stride = to_tuple(query_stride, rank, 'query_stride')
     axes = []
@@ -275,10 +303,6 @@ def make_window(spatial: Sequence[int],
         if K == GLOBAL:
             axes.append(AxisWindow(L, L, 1, 'shift', s))
             continue
-        if K % 2 == 0:
-            raise ValueError(f'kernel_size={kernel_size!r}: window sizes must '
-                             f'be odd (got {K} on axis {ax}); use an odd size '
-                             f"or 'global'")
         if border == 'shift' and window_extent(K, d, border) > L:
             raise ValueError(
                 f'kernel_size={kernel_size!r} with dilation={dilation!r} does '

@@ -34,6 +34,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
+from convattn_mm.ops.windows import check_odd_kernel
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
@@ -232,9 +233,7 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
         check_choice(stem_stride, (1, 2, 4), 'stem_stride')
         kernel_sizes = per_stage(kernel_sizes, n, 'kernel_sizes')
         for i, k in enumerate(kernel_sizes):
-            if not isinstance(k, int) or k < 1 or k % 2 == 0:
-                raise ValueError(f'kernel_sizes[{i}]={k!r} must be an odd '
-                                 f'positive int')
+            check_odd_kernel(k, 2, f'kernel_sizes[{i}]', allow_global=False)
         dilations = per_stage(dilations, n, 'dilations')
         encodings = per_stage(pos_encodings, n, 'pos_encodings')
         encodings = [check_encoding(e, f'pos_encodings[{i}]')

@@ -17,6 +17,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import RelPosAttention
+from convattn_mm.ops.windows import check_odd_kernel
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
@@ -165,8 +166,7 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
             raise KeyError(f'depth={depth!r} is not supported; choose one of '
                            f'{sorted(self.arch_settings)}')
         check_choice(stem, STEMS, 'stem')
-        if not isinstance(kernel_size, int) or kernel_size % 2 == 0:
-            raise ValueError(f'kernel_size={kernel_size!r} must be an odd int')
+        check_odd_kernel(kernel_size, 2, 'kernel_size', allow_global=False)
         pos_encoding = check_encoding(pos_encoding, 'pos_encoding')
         if conv_init and pos_encoding is not None:
             if pos_encoding['type'] != 'QuadraticEncoding':

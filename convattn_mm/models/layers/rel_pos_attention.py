@@ -20,7 +20,8 @@ from mmengine.model import BaseModule
 
 from convattn_mm.ops import (BORDERS, GLOBAL, attention_bhnd, check_backend,
                              make_window, to_tuple)
-from convattn_mm.ops.windows import table_radius, window_extent
+from convattn_mm.ops.windows import (check_odd_kernel, table_radius,
+                                     window_extent)
 from convattn_mm.ops.gather import attention_weights
 from convattn_mm.registry import MODELS, build_module
 from convattn_mm.utils import check_choice
@@ -109,12 +110,7 @@ class RelPosAttention(BaseModule):
         self.head_dims = head_dims
         self.out_dims = out_dims or embed_dims
         self.rank = rank
-        self.kernel_size = to_tuple(kernel_size, rank, 'kernel_size',
-                                    allow_global=True)
-        for k in self.kernel_size:
-            if k != GLOBAL and k % 2 == 0:
-                raise ValueError(f'kernel_size={kernel_size!r}: window sizes '
-                                 f"must be odd or 'global'")
+        self.kernel_size = check_odd_kernel(kernel_size, rank)
         self.dilation = to_tuple(dilation, rank, 'dilation')
         self.query_stride = to_tuple(query_stride, rank, 'query_stride')
         self.border, self.backend, self.small_map = border, backend, small_map
