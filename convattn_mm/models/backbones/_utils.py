@@ -7,8 +7,17 @@
   (:func:`normalise_out_indices`).
 * ``frozen_stages``: ``-1`` freezes nothing, ``0`` the stem, ``k >= 1`` the
   stem and the first ``k`` stages (:func:`check_frozen_stages`).
+* per-stage / per-block config dicts (``stage_cfgs``, ``block_cfgs``,
+  ``layer_cfgs``): merged over the defaults the backbone derives from its
+  other arguments; a key must be an argument of the block's constructor
+  that the backbone does not fix (:func:`block_options`,
+  :func:`merge_cfgs`, :func:`merge_stage_cfgs`), so a new block option is
+  one edit: the block's signature.
+* checkpoints: ``_version`` and ``_load_from_state_dict``
+  (:class:`VersionedStateDictMixin`).
 """
 import copy
+import inspect
 from typing import Sequence
 
 import torch.utils.checkpoint as cp
@@ -131,3 +140,111 @@ def sequential_layer_depth(param_name, prefix, block_ids, num_layers):
             best = (key, layer_id)
     layer_id = num_layers + 1 if best is None else best[1]
     return layer_id, num_layers + 2
+
+
+def block_options(block_type, fixed=()):
+    """Sorted names of ``block_type``'s constructor arguments that a
+    stage / block config may set: all but ``fixed`` (what the backbone
+    derives from its arch, e.g. the width)."""
+    params = inspect.signature(block_type.__init__).parameters
+    return tuple(sorted(
+        n for n, p in params.items()
+        if n != 'self' and n not in fixed and p.kind not in (
+            p.VAR_POSITIONAL, p.VAR_KEYWORD)))
+
+
+def _check_cfg(cfg, allowed, name):
+    if not isinstance(cfg, dict):
+        raise TypeError(f'{name}={cfg!r} must be a dict')
+    for key in sorted(cfg):
+        if key not in allowed:
+            raise ValueError(f'{name}: unknown key {key!r}; allowed keys '
+                             f'{sorted(allowed)}')
+
+
+def _per_item(cfgs, num, name):
+    """``cfgs`` as a list of ``num`` dicts: None (no overrides), one dict
+    for every item, or a list / tuple with one dict per item."""
+    if cfgs is None:
+        return [{} for _ in range(num)]
+    if isinstance(cfgs, dict):
+        return [copy.deepcopy(cfgs) for _ in range(num)]
+    if isinstance(cfgs, (list, tuple)):
+        if len(cfgs) != num:
+            raise ValueError(f'{name} has {len(cfgs)} entries; expected one '
+                             f'dict for all or one per entry ({num})')
+        return [copy.deepcopy(c) for c in cfgs]
+    raise TypeError(f'{name} must be None, a dict or a list of dicts, got '
+                    f'{type(cfgs).__name__}')
+
+
+def merge_cfgs(defaults, cfgs, allowed, name):
+    """One kwargs dict per item: ``defaults[i]`` updated by the config of
+    item ``i`` (``cfgs``: None, one dict for all, or one per item).
+
+    Raises:
+        ValueError: a key outside ``allowed`` (named, with the allowed
+        keys), or a list of the wrong length.
+    """
+    cfgs = _per_item(cfgs, len(defaults), name)
+    out = []
+    for i, (default, cfg) in enumerate(zip(defaults, cfgs)):
+        _check_cfg(cfg, allowed, f'{name}[{i}]')
+        out.append({**default, **cfg})
+    return out
+
+
+def merge_stage_cfgs(defaults, stage_cfgs, allowed, name='stage_cfgs'):
+    """Per-block kwargs of every stage, mmpretrain's ``stage_cfgs``.
+
+    Args:
+        defaults: per stage, a list of per-block kwargs dicts.
+        stage_cfgs: None, one dict for every stage, or one per stage. A
+            stage dict sets block options for all blocks of the stage and
+            may hold ``block_cfgs`` (one dict for all its blocks or one per
+            block) for single blocks.
+        allowed: the block options (:func:`block_options`).
+    Returns:
+        per stage, a list of per-block kwargs dicts.
+    """
+    stage_cfgs = _per_item(stage_cfgs, len(defaults), name)
+    out = []
+    for i, (blocks, cfg) in enumerate(zip(defaults, stage_cfgs)):
+        _check_cfg(cfg, tuple(allowed) + ('block_cfgs', ), f'{name}[{i}]')
+        cfg = dict(cfg)
+        block_cfgs = cfg.pop('block_cfgs', None)
+        blocks = [{**b, **copy.deepcopy(cfg)} for b in blocks]
+        out.append(merge_cfgs(blocks, block_cfgs, allowed,
+                              f'{name}[{i}].block_cfgs'))
+    return out
+
+
+class VersionedStateDictMixin:
+    """mmpretrain's checkpoint versioning, written once.
+
+    ``_version`` numbers the backbone's state-dict key layout; torch stores
+    it in a state dict's metadata. Loading a state dict of an older version
+    (or one without metadata: version 1, the layout before versioning) runs
+    :meth:`_upgrade_state_dict` first; a newer one is refused. Bump
+    ``_version`` and extend :meth:`_upgrade_state_dict` whenever a key
+    layout changes.
+    """
+    _version = 1
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              *args, **kwargs):
+        version = local_metadata.get('version') or 1
+        if version > self._version:
+            raise ValueError(
+                f'{type(self).__name__} checkpoint version {version} is '
+                f'newer than this code\'s ({self._version}): update '
+                f'convattn_mm to load it')
+        if version < self._version:
+            self._upgrade_state_dict(state_dict, prefix, version)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      *args, **kwargs)
+
+    def _upgrade_state_dict(self, state_dict, prefix, version):
+        """Rewrite, in place, the keys under ``prefix`` of a state dict
+        written at ``version`` into today's layout (no layout change yet:
+        nothing to do)."""

@@ -38,9 +38,10 @@ from convattn_mm.ops.windows import check_odd_kernel
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
-from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
-                     normalise_out_indices, per_stage, resolve_arch, run_block,
-                     sequential_layer_depth)
+from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
+                     block_options, check_frozen_stages, freeze,
+                     merge_stage_cfgs, normalise_out_indices, per_stage,
+                     resolve_arch, run_block, sequential_layer_depth)
 
 MIXERS = ('conv', 'conv-init', 'global', 'local')
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mixers', 'mlp_ratio')
@@ -59,8 +60,25 @@ class ConvMixer(nn.Module):
         return self.proj(x)
 
 
+def _quadratic_overrides(pos_encoding):
+    """A ``'conv-init'`` block's encoding config: None, overrides of the
+    conv-init :class:`QuadraticEncoding` (no ``type``), or a
+    ``QuadraticEncoding`` config; returns the overrides."""
+    if pos_encoding is None or 'type' not in pos_encoding:
+        return pos_encoding
+    pos_encoding = check_encoding(pos_encoding, 'pos_encoding')
+    if pos_encoding['type'] != 'QuadraticEncoding':
+        raise ValueError(f"pos_encoding.type={pos_encoding['type']!r}: a "
+                         f"'conv-init' block uses 'QuadraticEncoding'")
+    return {k: v for k, v in pos_encoding.items() if k != 'type'}
+
+
 class ConvAttnBlock(nn.Module):
-    """One pre-norm block (see the module docstring); ``[B, H, W, C]``."""
+    """One pre-norm block (see the module docstring); ``[B, H, W, C]``.
+
+    Its constructor arguments other than ``dims`` are the options a
+    ``stage_cfgs`` / ``block_cfgs`` entry of :class:`ConvAttnNet` may set.
+    """
 
     def __init__(self, dims, num_heads, mixer, kernel_size, dilation,
                  pos_encoding, mlp_ratio, drop_path, drop, attn_drop,
@@ -68,12 +86,14 @@ class ConvAttnBlock(nn.Module):
         super().__init__()
         self.mixer_type = mixer
         self.norm1 = nn.LayerNorm(dims, eps=1e-6)
+        check_choice(mixer, MIXERS, 'mixer')
         if mixer == 'conv':
+            check_odd_kernel(kernel_size, 2, allow_global=False)
             self.mixer = ConvMixer(dims, kernel_size)
         else:
             if mixer == 'conv-init':
-                pos_encoding = conv_init_encoding(conv_init_mass,
-                                                  pos_encoding)
+                pos_encoding = conv_init_encoding(
+                    conv_init_mass, _quadratic_overrides(pos_encoding))
             self.mixer = RelPosAttention(
                 dims, num_heads,
                 kernel_size='global' if mixer == 'global' else kernel_size,
@@ -127,7 +147,7 @@ class Stem(nn.Module):
 
 
 @MODELS.register_module()
-class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
+class ConvAttnNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
     """Hierarchical conv / local / global attention backbone.
 
     Args:
@@ -157,6 +177,14 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
         backend (str): attention op backend. Default ``'auto'``.
         qkv_bias, drop_rate, attn_drop_rate, drop_path_rate: as usual
             (drop path rises linearly over all blocks).
+        stage_cfgs (dict | list[dict], optional): per-stage options of the
+            blocks, merged over the defaults the arguments above give (one
+            dict for all stages or one per stage); the keys are the
+            arguments of :class:`ConvAttnBlock` except ``dims``, e.g.
+            ``num_heads``, ``mixer``, ``kernel_size``, ``dilation``,
+            ``pos_encoding``, ``mlp_ratio``, ``border``. A stage dict may
+            hold ``block_cfgs`` (one dict for all its blocks or one per
+            block). Unknown keys are a ValueError.
         out_indices (int | sequence): stages to output (negatives count from
             the end). Default ``(3, )``.
         frozen_stages (int): -1 none, 0 stem, k stem + first k stages.
@@ -189,6 +217,7 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
                                               'global'], mlp_ratio=2.0),
     }
     num_stages = 4
+    _version = 1  # state-dict key layout (see VersionedStateDictMixin)
 
     def __init__(self,
                  arch='tiny',
@@ -205,6 +234,7 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
                  drop_rate=0.0,
                  attn_drop_rate=0.0,
                  drop_path_rate=0.0,
+                 stage_cfgs=None,
                  out_indices=(3, ),
                  frozen_stages=-1,
                  norm_eval=False,
@@ -255,25 +285,32 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
         self.stem = Stem(in_channels, self.embed_dims[0], stem_stride)
         total = sum(self.depths)
         dpr = torch.linspace(0, drop_path_rate, total).tolist()
-        self.stages = nn.ModuleList()
-        block = 0
+        defaults, block = [], 0
         for i in range(n):
             dil = dilations[i] if isinstance(dilations[i],
                                              (list, tuple)) else [dilations[i]]
-            blocks = []
-            for j in range(self.depths[i]):
-                blocks.append(
-                    ConvAttnBlock(self.embed_dims[i], num_heads[i],
-                                  self.mixers[i], kernel_sizes[i],
-                                  dil[j % len(dil)], encodings[i],
-                                  self.arch_settings['mlp_ratio'],
-                                  dpr[block + j], drop_rate, attn_drop_rate,
-                                  qkv_bias, border, backend, conv_init_mass))
+            defaults.append([
+                dict(num_heads=num_heads[i], mixer=self.mixers[i],
+                     kernel_size=kernel_sizes[i], dilation=dil[j % len(dil)],
+                     pos_encoding=encodings[i],
+                     mlp_ratio=self.arch_settings['mlp_ratio'],
+                     drop_path=dpr[block + j], drop=drop_rate,
+                     attn_drop=attn_drop_rate, qkv_bias=qkv_bias,
+                     border=border, backend=backend,
+                     conv_init_mass=conv_init_mass)
+                for j in range(self.depths[i])
+            ])
             block += self.depths[i]
+        block_cfgs = merge_stage_cfgs(defaults, stage_cfgs,
+                                      block_options(ConvAttnBlock, ('dims', )))
+        self.stages = nn.ModuleList()
+        for i in range(n):
             stage = nn.Module()
             stage.downsample = Downsample(self.embed_dims[i - 1],
                                           self.embed_dims[i]) if i else None
-            stage.blocks = nn.ModuleList(blocks)
+            stage.blocks = nn.ModuleList(
+                ConvAttnBlock(self.embed_dims[i], **cfg)
+                for cfg in block_cfgs[i])
             self.stages.append(stage)
         for i in self.out_indices:
             self.add_module(f'norm{i}',

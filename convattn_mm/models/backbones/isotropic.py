@@ -22,19 +22,43 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
-from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
+
+from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
+                     block_options, check_frozen_stages, freeze, merge_cfgs,
                      normalise_out_indices, run_block, sequential_layer_depth)
 
 ENCODING_SHORTCUTS = ('learned', 'quadratic')
 
 
-class IsotropicLayer(nn.Module):
-    """Attention + FFN on ``[B, H, W, D]``."""
+def _layer_encoding(pos_encoding, init_mass):
+    """The encoding config of a ``pos_encoding`` shortcut or dict, and
+    whether it is the conv-initialised quadratic one."""
+    if isinstance(pos_encoding, str):
+        if pos_encoding not in ENCODING_SHORTCUTS:
+            raise ValueError(
+                f'pos_encoding={pos_encoding!r} is not supported; choose '
+                f'one of {sorted(ENCODING_SHORTCUTS)} or an encoding '
+                f'config dict')
+        if pos_encoding == 'quadratic':
+            return conv_init_encoding(init_mass), True
+        return dict(type='RelativeBiasTable'), False
+    return check_encoding(pos_encoding, 'pos_encoding'), False
 
-    def __init__(self, dims, num_heads, ffn_dims, kernel_size, dilation,
-                 pos_encoding, pre_norm, drop_path, drop, backend,
-                 quadratic_init):
+
+class IsotropicLayer(nn.Module):
+    """Attention + FFN on ``[B, H, W, D]``.
+
+    Its arguments other than ``dims`` are the options a ``layer_cfgs``
+    entry of :class:`IsotropicAttnNet` may set (``pos_encoding``: a
+    shortcut of :class:`IsotropicAttnNet` or an encoding config).
+    """
+
+    def __init__(self, dims, num_heads=9, ffn_dims=512, kernel_size='global',
+                 dilation=1, pos_encoding='quadratic', init_mass=0.5,
+                 pre_norm=False, drop_path=0.0, drop=0.0, backend='auto'):
         super().__init__()
+        pos_encoding, quadratic_init = _layer_encoding(pos_encoding,
+                                                       init_mass)
         self.pre_norm = pre_norm
         self.attn = RelPosAttention(
             dims, num_heads, head_dims=dims // num_heads,
@@ -57,7 +81,8 @@ class IsotropicLayer(nn.Module):
 
 
 @MODELS.register_module()
-class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
+class IsotropicAttnNet(FrozenStagesMixin, VersionedStateDictMixin,
+                       BaseBackbone):
     """Isotropic attention network (no pooling between layers).
 
     Args:
@@ -79,9 +104,15 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         frozen_stages (int): -1 none, 0 the embedding, k embedding + first k
             layers.
         norm_eval, with_cp, drop_rate, drop_path_rate, backend: as usual.
+        layer_cfgs (dict | list[dict], optional): per-layer options merged
+            over the defaults above (one dict for all layers or one per
+            layer); the keys are :class:`IsotropicLayer`'s arguments except
+            ``dims``. Unknown keys are a ValueError.
 
     Shapes: ``[B, C_in, H, W]`` (H, W even) -> tuple of ``[B, D, H/2, W/2]``.
     """
+    _version = 1  # state-dict key layout (see VersionedStateDictMixin)
+
     def __init__(self,
                  num_layers=6,
                  num_heads=9,
@@ -100,6 +131,7 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
                  frozen_stages=-1,
                  norm_eval=False,
                  with_cp=False,
+                 layer_cfgs=None,
                  init_cfg=[
                      dict(type='TruncNormal', layer='Linear', std=0.02,
                           bias=0.0),
@@ -107,18 +139,7 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
                           bias=0.0)
                  ]):
         super().__init__(init_cfg=init_cfg)
-        if isinstance(pos_encoding, str):
-            if pos_encoding not in ENCODING_SHORTCUTS:
-                raise ValueError(
-                    f'pos_encoding={pos_encoding!r} is not supported; choose '
-                    f'one of {sorted(ENCODING_SHORTCUTS)} or an encoding '
-                    f'config dict')
-            quadratic = pos_encoding == 'quadratic'
-            enc = (conv_init_encoding(init_mass) if quadratic else
-                   dict(type='RelativeBiasTable'))
-        else:
-            enc = check_encoding(pos_encoding, 'pos_encoding')
-            quadratic = False
+        _layer_encoding(pos_encoding, init_mass)  # fail before building
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f'num_layers={num_layers!r} must be a positive '
                              f'int')
@@ -130,12 +151,17 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         self.downsample = nn.PixelUnshuffle(2)
         self.embed = nn.Linear(in_channels * 4, embed_dims)
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
-        self.layers = nn.ModuleList([
-            IsotropicLayer(embed_dims, num_heads, ffn_dims, kernel_size,
-                           dilation, enc,
-                           pre_norm, dpr[i], drop_rate, backend, quadratic)
-            for i in range(num_layers)
-        ])
+        defaults = [
+            dict(num_heads=num_heads, ffn_dims=ffn_dims,
+                 kernel_size=kernel_size, dilation=dilation,
+                 pos_encoding=pos_encoding, init_mass=init_mass,
+                 pre_norm=pre_norm, drop_path=dpr[i], drop=drop_rate,
+                 backend=backend) for i in range(num_layers)
+        ]
+        self.layers = nn.ModuleList(
+            IsotropicLayer(embed_dims, **cfg) for cfg in merge_cfgs(
+                defaults, layer_cfgs,
+                block_options(IsotropicLayer, ('dims', )), 'layer_cfgs'))
         self._freeze_stages()
 
     def forward(self, x):

@@ -10,6 +10,8 @@ over a zero-padded map, evaluated at the conv's output positions
 head ``h`` is centred on the ``h``-th 3×3 offset with ``init_mass`` of the
 attention there: a soft 3×3 convolution at initialisation.
 """
+import functools
+
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
@@ -21,24 +23,44 @@ from convattn_mm.ops.windows import check_odd_kernel
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
-from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
-                     normalise_out_indices, run_block, sequential_layer_depth)
+from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
+                     block_options, check_frozen_stages, freeze,
+                     merge_stage_cfgs, normalise_out_indices, run_block,
+                     sequential_layer_depth)
 
 STEMS = ('cifar', 'imagenet')
 
 
 class SAConv(nn.Module):
     """A 3×3 conv's replacement: ``[B, C_in, H, W] -> [B, C_out, ⌈H/s⌉,
-    ⌈W/s⌉]`` through :class:`RelPosAttention` (NCHW in and out)."""
+    ⌈W/s⌉]`` through :class:`RelPosAttention` (NCHW in and out).
 
-    def __init__(self, in_dims, out_dims, stride, num_heads, kernel_size,
-                 pos_encoding, conv_init, init_mass, backend):
+    Its arguments after ``stride`` are the options a ``stage_cfgs`` /
+    ``block_cfgs`` entry of :class:`SAResNet` may set; ``pos_encoding``
+    None means ``RelativeBiasTable`` (the conv-init ``QuadraticEncoding``
+    when ``conv_init``, which takes only that type).
+    """
+
+    def __init__(self, in_dims, out_dims, stride, num_heads=8, kernel_size=3,
+                 pos_encoding=None, conv_init=False, init_mass=0.9,
+                 backend='auto'):
         super().__init__()
         if out_dims % num_heads:
             raise ValueError(f'num_heads={num_heads} does not divide the '
                              f'stage width {out_dims}')
+        check_odd_kernel(kernel_size, 2, 'kernel_size', allow_global=False)
+        pos_encoding = check_encoding(pos_encoding, 'pos_encoding')
         if conv_init:
+            if pos_encoding is not None:
+                if pos_encoding['type'] != 'QuadraticEncoding':
+                    raise ValueError(
+                        f"pos_encoding.type={pos_encoding['type']!r}: "
+                        f"conv_init=True needs 'QuadraticEncoding' (or None)")
+                pos_encoding = {k: v for k, v in pos_encoding.items()
+                                if k != 'type'}
             pos_encoding = conv_init_encoding(init_mass, pos_encoding)
+        elif pos_encoding is None:
+            pos_encoding = dict(type='RelativeBiasTable')
         self.attn = RelPosAttention(
             in_dims, num_heads, head_dims=out_dims // num_heads,
             out_dims=out_dims, kernel_size=kernel_size, query_stride=stride,
@@ -108,7 +130,7 @@ class Bottleneck(nn.Module):
 
 
 @MODELS.register_module()
-class SAResNet(FrozenStagesMixin, BaseBackbone):
+class SAResNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
     """ResNet with δ-attention in place of its 3×3 convolutions.
 
     Args:
@@ -125,6 +147,13 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
         conv_init (bool): soft conv-initialisation (see module docstring).
         init_mass (float): attention mass on each head's offset at init.
         backend (str): attention op backend.
+        stage_cfgs (dict | list[dict], optional): per-stage options of the
+            attention layers, merged over the defaults above (one dict for
+            all stages or one per stage); the keys are :class:`SAConv`'s
+            options (``num_heads``, ``kernel_size``, ``pos_encoding``,
+            ``conv_init``, ``init_mass``, ``backend``). A stage dict may
+            hold ``block_cfgs`` (one dict for all its blocks or one per
+            block). Unknown keys are a ValueError.
         out_indices, frozen_stages (-1 none, 0 stem, k stem + k stages),
         norm_eval, with_cp, drop_path_rate: as in mmpretrain's ResNet.
 
@@ -137,6 +166,7 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
         50: (Bottleneck, (3, 4, 6, 3)),
     }
     num_stages = 4
+    _version = 1  # state-dict key layout (see VersionedStateDictMixin)
 
     def __init__(self,
                  depth=18,
@@ -150,6 +180,7 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
                  init_mass=0.9,
                  backend='auto',
                  drop_path_rate=0.0,
+                 stage_cfgs=None,
                  out_indices=(3, ),
                  frozen_stages=-1,
                  norm_eval=False,
@@ -166,17 +197,6 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
             raise KeyError(f'depth={depth!r} is not supported; choose one of '
                            f'{sorted(self.arch_settings)}')
         check_choice(stem, STEMS, 'stem')
-        check_odd_kernel(kernel_size, 2, 'kernel_size', allow_global=False)
-        pos_encoding = check_encoding(pos_encoding, 'pos_encoding')
-        if conv_init and pos_encoding is not None:
-            if pos_encoding['type'] != 'QuadraticEncoding':
-                raise ValueError(
-                    f"pos_encoding.type={pos_encoding['type']!r}: "
-                    f"conv_init=True needs 'QuadraticEncoding' (or None)")
-            pos_encoding = {k: v for k, v in pos_encoding.items()
-                            if k != 'type'}
-        elif pos_encoding is None and not conv_init:
-            pos_encoding = dict(type='RelativeBiasTable')
         self.depth = depth
         self.out_indices = normalise_out_indices(out_indices,
                                                  self.num_stages)
@@ -185,10 +205,6 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
         self.norm_eval, self.with_cp = norm_eval, with_cp
         block, layers = self.arch_settings[depth]
         self.stage_blocks = layers
-
-        def sa(cin, cout, stride):
-            return SAConv(cin, cout, stride, num_heads, kernel_size,
-                          pos_encoding, conv_init, init_mass, backend)
 
         if stem == 'imagenet':
             self.stem = nn.Sequential(
@@ -200,6 +216,12 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
                 nn.Conv2d(in_channels, base_channels, 3, 1, 1, bias=False),
                 nn.BatchNorm2d(base_channels), nn.ReLU(inplace=True))
         dpr = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
+        sa_defaults = dict(num_heads=num_heads, kernel_size=kernel_size,
+                           pos_encoding=pos_encoding, conv_init=conv_init,
+                           init_mass=init_mass, backend=backend)
+        sa_cfgs = merge_stage_cfgs(
+            [[sa_defaults] * n for n in layers], stage_cfgs,
+            block_options(SAConv, ('in_dims', 'out_dims', 'stride')))
         self.res_layers = nn.ModuleList()
         in_dims, k = base_channels, 0
         self.out_channels = []
@@ -208,7 +230,9 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(in_dims, planes, stride, dpr[k], sa))
+                blocks.append(
+                    block(in_dims, planes, stride, dpr[k],
+                          functools.partial(SAConv, **sa_cfgs[i][j])))
                 in_dims = planes * block.expansion
                 k += 1
             self.res_layers.append(nn.ModuleList(blocks))

@@ -20,6 +20,8 @@ from mmengine.model import BaseModule
 from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
 
+from ._utils import VersionedStateDictMixin, block_options, merge_cfgs
+
 
 @MODELS.register_module()
 class TemporalAttnBlock(RelPosAttnBlock):
@@ -49,7 +51,7 @@ class TemporalAttnBlock(RelPosAttnBlock):
 
 
 @MODELS.register_module()
-class TemporalAttnNet(BaseModule):
+class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
     """Keypoint-sequence encoder for mmpose's ``PoseLifter`` (a ``TCN``
     replacement).
 
@@ -65,17 +67,25 @@ class TemporalAttnNet(BaseModule):
         out_frames (str): ``'target'`` (one frame, ``[B, C, 1]``) or
             ``'all'`` (``[B, C, T]``).
         drop_rate, drop_path_rate, pos_encoding, backend: as in the block.
+        block_cfgs (dict | list[dict], optional): per-block options merged
+            over the defaults above (one dict for all blocks or one per
+            block); the keys are :class:`TemporalAttnBlock`'s arguments
+            except ``embed_dims`` and ``init_cfg`` (e.g. ``num_heads``,
+            ``kernel_size``, ``dilation``, ``border``). Unknown keys are a
+            ValueError.
 
     Shapes: ``[B, in_channels, T]`` or ``[B, K, C_kpt, T]`` -> a 1-tuple of
     ``[B, embed_dims, 1]`` (``out_frames='target'``) or
     ``[B, embed_dims, T]``.
     """
+    _version = 1  # state-dict key layout (see VersionedStateDictMixin)
 
     def __init__(self, in_channels, embed_dims=256, depth=4, num_heads=8,
                  kernel_size=3, dilations=(1, 3, 9), causal=False,
                  out_frames='target',
                  pos_encoding=dict(type='RelativeBiasTable'), mlp_ratio=2.0,
                  drop_rate=0.0, drop_path_rate=0.0, backend='auto',
+                 block_cfgs=None,
                  init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02,
                                bias=0.0)):
         super().__init__(init_cfg=init_cfg)
@@ -92,14 +102,19 @@ class TemporalAttnNet(BaseModule):
         self.in_channels, self.causal = in_channels, causal
         self.out_frames = out_frames
         self.embed = nn.Linear(in_channels, embed_dims)
+        defaults = [
+            dict(num_heads=num_heads, kernel_size=kernel_size,
+                 dilation=dilations[i % len(dilations)],
+                 pos_encoding=pos_encoding, mlp_ratio=mlp_ratio,
+                 drop=drop_rate,
+                 drop_path=drop_path_rate * i / max(depth - 1, 1),
+                 backend=backend) for i in range(depth)
+        ]
         self.blocks = nn.ModuleList(
-            TemporalAttnBlock(
-                embed_dims, num_heads, kernel_size=kernel_size,
-                dilation=dilations[i % len(dilations)],
-                pos_encoding=pos_encoding, mlp_ratio=mlp_ratio,
-                drop=drop_rate,
-                drop_path=drop_path_rate * i / max(depth - 1, 1),
-                backend=backend) for i in range(depth))
+            TemporalAttnBlock(embed_dims, **cfg) for cfg in merge_cfgs(
+                defaults, block_cfgs,
+                block_options(TemporalAttnBlock, ('embed_dims', 'init_cfg')),
+                'block_cfgs'))
         self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
 
     def forward(self, x):

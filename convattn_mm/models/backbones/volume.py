@@ -20,7 +20,8 @@ from mmengine.model import BaseModule
 from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
 
-from ._utils import normalise_out_indices
+from ._utils import (VersionedStateDictMixin, block_options,
+                     merge_stage_cfgs, normalise_out_indices)
 
 
 @MODELS.register_module()
@@ -50,7 +51,7 @@ class VolumeAttnBlock(RelPosAttnBlock):
 
 
 @MODELS.register_module()
-class VolumeAttnNet(BaseModule):
+class VolumeAttnNet(VersionedStateDictMixin, BaseModule):
     """Hierarchical rank-3 δ-attention encoder for clips and volumes.
 
     Args:
@@ -67,15 +68,24 @@ class VolumeAttnNet(BaseModule):
             count from the end; a stage named twice is a ValueError).
             Default: the last.
         drop_path_rate, pos_encoding, backend: as in the block.
+        stage_cfgs (dict | list[dict], optional): per-stage options of the
+            blocks merged over the defaults above (one dict for all stages
+            or one per stage); the keys are :class:`VolumeAttnBlock`'s
+            arguments except ``embed_dims`` and ``init_cfg`` (e.g.
+            ``num_heads``, ``kernel_size``, ``dilation``, ``border``). A
+            stage dict may hold ``block_cfgs`` (one dict for all its blocks
+            or one per block). Unknown keys are a ValueError.
 
     Shapes: ``[B, C_in, D, H, W]`` -> tuple of ``[B, C_i, D_i, H_i, W_i]``.
     """
+    _version = 1  # state-dict key layout (see VersionedStateDictMixin)
 
     def __init__(self, in_channels=3, embed_dims=(32, 64), depths=(1, 1),
                  num_heads=(2, 4), patch_size=(1, 4, 4),
                  kernel_size=(3, 7, 7), down_stride=(1, 2, 2),
                  out_indices=(-1, ), pos_encoding=dict(type='RelativeBiasTable'),
                  mlp_ratio=2.0, drop_path_rate=0.0, backend='auto',
+                 stage_cfgs=None,
                  init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02,
                                bias=0.0)):
         super().__init__(init_cfg=init_cfg)
@@ -90,22 +100,28 @@ class VolumeAttnNet(BaseModule):
                                      stride=patch_size)
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        defaults, k = [], 0
+        for i in range(n):
+            defaults.append([
+                dict(num_heads=num_heads[i], kernel_size=kernel_size,
+                     pos_encoding=pos_encoding, mlp_ratio=mlp_ratio,
+                     drop_path=rates[k + j], backend=backend)
+                for j in range(depths[i])
+            ])
+            k += depths[i]
+        block_cfgs = merge_stage_cfgs(
+            defaults, stage_cfgs,
+            block_options(VolumeAttnBlock, ('embed_dims', 'init_cfg')))
         self.downsamples = nn.ModuleList()
         self.stages = nn.ModuleList()
-        k = 0
         for i in range(n):
             self.downsamples.append(
                 nn.Identity() if i == 0 else nn.Conv3d(
                     embed_dims[i - 1], embed_dims[i], 3, stride=down_stride,
                     padding=1))
-            self.stages.append(nn.Sequential(*[
-                VolumeAttnBlock(embed_dims[i], num_heads[i], kernel_size,
-                                pos_encoding=pos_encoding,
-                                mlp_ratio=mlp_ratio, drop_path=rates[k + j],
-                                backend=backend)
-                for j in range(depths[i])
-            ]))
-            k += depths[i]
+            self.stages.append(nn.Sequential(
+                *[VolumeAttnBlock(embed_dims[i], **cfg)
+                  for cfg in block_cfgs[i]]))
         self.norms = nn.ModuleList(
             nn.LayerNorm(embed_dims[i], eps=1e-6) for i in range(n))
 
