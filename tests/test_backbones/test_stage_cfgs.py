@@ -77,6 +77,24 @@ def test_convattn_net_stage_and_block_cfgs_reach_the_blocks():
     assert out[0].shape == (1, 96, 2, 2)
 
 
+def test_convattn_net_broadcast_encoding_follows_the_merged_mixer():
+    """``pos_encodings`` given once is for the attention blocks: a block
+    made 'conv-init' by ``stage_cfgs`` keeps its QuadraticEncoding, and an
+    arch 'conv-init' stage made 'local' gets the broadcast encoding."""
+    net = _convattn(mixers=['conv', 'conv-init', 'local', 'global'],
+                    stage_cfgs=[{}, dict(mixer='local'), {},
+                                dict(mixer='conv-init')])
+    kinds = [type(s.blocks[0].mixer.pos_encoding).__name__
+             for s in net.stages[1:]]
+    assert kinds == ['RelativeBiasTable', 'RelativeBiasTable',
+                     'QuadraticEncoding']
+    with pytest.raises(ValueError, match=re.escape(
+            "pos_encoding.type='RelativeBiasTable': a 'conv-init' block "
+            "uses 'QuadraticEncoding'")):
+        _convattn(stage_cfgs=[{}, {}, {}, dict(
+            mixer='conv-init', pos_encoding=dict(type='RelativeBiasTable'))])
+
+
 def test_saresnet_stage_cfgs_choose_the_attention_per_stage():
     net = _saresnet(stage_cfgs=[{}, {}, {}, dict(conv_init=True,
                                                  kernel_size=5)],

@@ -182,9 +182,10 @@ class ConvAttnNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
             dict for all stages or one per stage); the keys are the
             arguments of :class:`ConvAttnBlock` except ``dims``, e.g.
             ``num_heads``, ``mixer``, ``kernel_size``, ``dilation``,
-            ``pos_encoding``, ``mlp_ratio``, ``border``. A stage dict may
-            hold ``block_cfgs`` (one dict for all its blocks or one per
-            block). Unknown keys are a ValueError.
+            ``pos_encoding`` (a ``'conv-init'`` block takes None or a
+            ``QuadraticEncoding`` config), ``mlp_ratio``, ``border``. A
+            stage dict may hold ``block_cfgs`` (one dict for all its blocks
+            or one per block). Unknown keys are a ValueError.
         out_indices (int | sequence): stages to output (negatives count from
             the end). Default ``(3, )``.
         frozen_stages (int): -1 none, 0 stem, k stem + first k stages.
@@ -268,16 +269,13 @@ class ConvAttnNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
         encodings = per_stage(pos_encodings, n, 'pos_encodings')
         encodings = [check_encoding(e, f'pos_encodings[{i}]')
                      for i, e in enumerate(encodings)]
+        broadcast = not isinstance(pos_encodings, (list, tuple))
         for i, (m, e) in enumerate(zip(self.mixers, encodings)):
-            if m == 'conv-init' and e is not None:
-                if isinstance(pos_encodings, (list, tuple)):
-                    if e['type'] != 'QuadraticEncoding':
-                        raise ValueError(
-                            f"pos_encodings[{i}].type={e['type']!r}: a "
-                            f"'conv-init' stage uses 'QuadraticEncoding'")
-                    encodings[i] = {k: v for k, v in e.items() if k != 'type'}
-                else:
-                    encodings[i] = None  # broadcast configs: attention only
+            if (m == 'conv-init' and e is not None and not broadcast
+                    and e['type'] != 'QuadraticEncoding'):
+                raise ValueError(
+                    f"pos_encodings[{i}].type={e['type']!r}: a "
+                    f"'conv-init' stage uses 'QuadraticEncoding'")
         self.out_indices = normalise_out_indices(out_indices, n)
         self.frozen_stages = check_frozen_stages(frozen_stages, n)
         self.norm_eval, self.with_cp = norm_eval, with_cp
@@ -303,6 +301,15 @@ class ConvAttnNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
             block += self.depths[i]
         block_cfgs = merge_stage_cfgs(defaults, stage_cfgs,
                                       block_options(ConvAttnBlock, ('dims', )))
+        for i, stage_cfg in enumerate(block_cfgs):
+            for cfg in stage_cfg:
+                # a config given once for all stages is for the attention
+                # blocks: a conv-init block keeps its own QuadraticEncoding
+                # unless its stage / block dict set one (merging copies
+                # those, so the default is the very object encodings[i])
+                if (broadcast and cfg['mixer'] == 'conv-init'
+                        and cfg['pos_encoding'] is encodings[i]):
+                    cfg['pos_encoding'] = None
         self.stages = nn.ModuleList()
         for i in range(n):
             stage = nn.Module()
