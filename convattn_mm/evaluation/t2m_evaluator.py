@@ -140,12 +140,15 @@ class T2MEvaluator(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, filename, motion_format='humanml3d',
-                        map_location='cpu', **kwargs):
-        """Build for ``motion_format`` and load ``finest.tar``'s layout.
+                        map_location='cpu', unit_length=4):
+        """Build for ``motion_format`` and load ``finest.tar``'s layout; the
+        layer sizes are read from the file (the released ones are the
+        defaults of this class).
 
         Raises:
             FileNotFoundError: no such file.
             KeyError: a network is missing from the file (named).
+            ValueError: the file's feature size is not the format's.
             RuntimeError: a parameter is missing or has another shape.
         """
         if not osp.isfile(filename):
@@ -163,7 +166,25 @@ class T2MEvaluator(nn.Module):
             raise KeyError(f'evaluator checkpoint {filename} lacks {missing}; '
                            f'it has {sorted(ckpt)}')
         fmt = get_motion_format(motion_format)
-        model = cls(dim_pose=fmt.feature_dim, **kwargs)
+        try:
+            move, mot, txt = (ckpt[k] for k in CHECKPOINT_KEYS)
+            sizes = dict(
+                dim_pose=move['main.0.weight'].shape[1] + 4,
+                movement_hidden=move['main.0.weight'].shape[0],
+                movement_latent=move['main.3.weight'].shape[0],
+                motion_hidden=mot['hidden'].shape[-1],
+                text_hidden=txt['hidden'].shape[-1],
+                dim_word=txt['pos_emb.weight'].shape[0],
+                embed_dims=mot['output_net.3.weight'].shape[0])
+        except KeyError as err:
+            raise RuntimeError(f'evaluator checkpoint {filename} lacks '
+                               f'parameter {err}') from None
+        if sizes['dim_pose'] != fmt.feature_dim:
+            raise ValueError(
+                f'evaluator checkpoint {filename} takes '
+                f'{sizes["dim_pose"]}-d features; motion_format='
+                f'{fmt.name!r} has {fmt.feature_dim}')
+        model = cls(unit_length=unit_length, **sizes)
         for key in CHECKPOINT_KEYS:
             getattr(model, key).load_state_dict(ckpt[key])
         return model

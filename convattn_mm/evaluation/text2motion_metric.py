@@ -52,8 +52,10 @@ class Text2MotionMetric(BaseMetric):
       ``[T, D]``) and ``pred_length_repeats``: R generations for the same
       caption, for MultiModality.
 
-    Motions are normalised with the evaluator's ``mean``/``std`` and cut to
-    multiples of ``unit_length`` = 4 frames. The pairs are shuffled with
+    Motions are normalised with the evaluator's ``mean``/``std``, cut to
+    multiples of ``unit_length`` = 4 frames and zero-padded to
+    ``pad_length`` frames (the field's 196; the padding enters the last
+    convolution window, so it changes the embedding). The pairs are shuffled with
     ``seed`` (the field shuffles its test loader) and grouped by
     ``r_precision_batch``; an incomplete last group is dropped.
 
@@ -77,7 +79,10 @@ class Text2MotionMetric(BaseMetric):
         diversity_times (int): pairs for Diversity (300; at most N).
         mm_times (int): pairs per caption for MultiModality (10).
         max_text_len (int): tokens kept per caption (20).
-        seed (int): shuffling and pair sampling.
+        pad_length (int): motions are zero-padded to this many frames, or to
+            the longest motion of the batch when that is longer (196).
+        seed (int): shuffling and pair sampling (Diversity draws the same
+            pairs for the generated and the real motions).
         device (str): where the evaluator runs.
     """
     default_prefix = 't2m'
@@ -85,7 +90,8 @@ class Text2MotionMetric(BaseMetric):
     def __init__(self, evaluator_checkpoint, glove_dir, evaluator_mean,
                  evaluator_std, motion_format='humanml3d',
                  r_precision_batch=32, top_k=3, diversity_times=300,
-                 mm_times=10, max_text_len=20, seed=0, device='cpu',
+                 mm_times=10, max_text_len=20, pad_length=196, seed=0,
+                 device='cpu',
                  collect_device='cpu', prefix=None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.fmt = get_motion_format(motion_format)
@@ -93,7 +99,8 @@ class Text2MotionMetric(BaseMetric):
                             ('top_k', top_k),
                             ('diversity_times', diversity_times),
                             ('mm_times', mm_times),
-                            ('max_text_len', max_text_len)):
+                            ('max_text_len', max_text_len),
+                            ('pad_length', pad_length)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f'{name}={value!r} must be an int >= 1')
         if top_k > r_precision_batch:
@@ -109,6 +116,7 @@ class Text2MotionMetric(BaseMetric):
         self.r_precision_batch, self.top_k = r_precision_batch, top_k
         self.diversity_times, self.mm_times = diversity_times, mm_times
         self.max_text_len, self.seed = max_text_len, seed
+        self.pad_length = pad_length
 
     def _encode_motions(self, motions, lengths):
         unit = self.evaluator.unit_length
@@ -124,7 +132,8 @@ class Text2MotionMetric(BaseMetric):
                                  f'than unit_length={unit}')
             batch.append((motion[:length] - self.mean) / self.std)
             lens.append(length)
-        padded = np.zeros((len(batch), max(lens), self.fmt.feature_dim),
+        padded = np.zeros((len(batch), max(lens + [self.pad_length]),
+                           self.fmt.feature_dim),
                           np.float32)
         for i, m in enumerate(batch):
             padded[i, :len(m)] = m
@@ -169,8 +178,7 @@ class Text2MotionMetric(BaseMetric):
             self.results.append(result)
 
     def compute_metrics(self, results):
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(results))
+        order = np.random.default_rng(self.seed).permutation(len(results))
         text = np.stack([results[i]['text'] for i in order])
         pred = np.stack([results[i]['pred'] for i in order])
         gt = np.stack([results[i]['gt'] for i in order])
@@ -181,11 +189,14 @@ class Text2MotionMetric(BaseMetric):
             for k, p in enumerate(prec, 1):
                 metrics[f'{name}R_precision_top{k}'] = float(p)
             metrics[f'{name}MM_Dist'] = mm_dist
+            # the same pairs for generated and real motions
             metrics[f'{name}Diversity'] = t2m_stats.diversity(
-                motion, min(self.diversity_times, len(motion)), rng)
+                motion, min(self.diversity_times, len(motion)),
+                np.random.default_rng(self.seed + 1))
         metrics['FID'] = t2m_stats.fid(gt, pred)
         repeats = [r['repeats'] for r in results if 'repeats' in r]
         if repeats:
             metrics['MultiModality'] = t2m_stats.multimodality(
-                np.stack(repeats), self.mm_times, rng)
+                np.stack(repeats), self.mm_times,
+                np.random.default_rng(self.seed + 2))
         return metrics
