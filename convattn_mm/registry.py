@@ -1,7 +1,8 @@
 """The package's registries.
 
 ``MODELS``, ``DATASETS``, ``TRANSFORMS``, ``METRICS`` and ``HOOKS`` are
-children of mmengine's root registries. ``MODELS`` is a child of mmengine's root ``MODELS`` with scope
+children of mmengine's root registries. ``MODELS`` is a child of mmengine's
+root ``MODELS`` with scope
 ``'convattn_mm'``; its ``locations`` import the model modules on first use.
 So ``type='convattn_mm.RelPosAttention'`` builds from an mmpretrain, mmdet or
 mmpose config with no import: mmengine imports ``convattn_mm.registry`` when it

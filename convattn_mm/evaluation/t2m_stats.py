@@ -20,8 +20,8 @@ def r_precision(text, motion, batch_size=32, top_k=3):
     For each group of ``batch_size`` (text, motion) pairs (an incomplete
     last group is dropped), rank the group's motions by distance to each
     text; top-k precision is the fraction of texts whose own motion is
-    among the k nearest (ties by a stable sort). MM-Dist is the mean distance text_i <-> motion_i
-    over the same pairs.
+    among the k nearest (ties by a stable sort). MM-Dist is the mean
+    distance text_i <-> motion_i over the same pairs.
 
     Args:
         text, motion: ``[N, D]`` embeddings, pair i = row i.

@@ -55,8 +55,8 @@ class Text2MotionMetric(BaseMetric):
     Motions are normalised with the evaluator's ``mean``/``std``, cut to
     multiples of ``unit_length`` = 4 frames and zero-padded to
     ``pad_length`` frames (the field's 196; the padding enters the last
-    convolution window, so it changes the embedding). The pairs are shuffled with
-    ``seed`` (the field shuffles its test loader) and grouped by
+    convolution window, so it changes the embedding). The pairs are
+    shuffled with ``seed`` (the field shuffles its test loader) and grouped by
     ``r_precision_batch``; an incomplete last group is dropped.
 
     Metrics (``prefix/`` before each): ``R_precision_top{k}``, ``MM_Dist``,

@@ -204,9 +204,9 @@ def generate_motion(segments, fps=20.0):
         flight += w * f
     heading = np.cumsum(turn) / fps
     heading -= heading[0]
-    step = np.stack([vel[:, 0] * np.sin(heading) + vel[:, 1] * np.cos(heading),
-                     vel[:, 0] * np.cos(heading) - vel[:, 1] * np.sin(heading)],
-                    -1) / fps
+    sin, cos = np.sin(heading), np.cos(heading)
+    step = np.stack([vel[:, 0] * sin + vel[:, 1] * cos,
+                     vel[:, 0] * cos - vel[:, 1] * sin], -1) / fps
     root_xz = np.cumsum(step, 0) - step[0]
     root = np.stack([root_xz[:, 0], np.zeros(n), root_xz[:, 1]], -1)
     joints = forward_kinematics(_pose(ang), heading, root)
@@ -229,7 +229,8 @@ LEXICON = {
     'jumping': 'jump/VERB', 'hops': 'hop/VERB', 'waves': 'wave/VERB',
     'waving': 'wave/VERB', 'raises': 'raise/VERB', 'kicks': 'kick/VERB',
     'kicking': 'kick/VERB', 'sits': 'sit/VERB', 'squats': 'squat/VERB',
-    'stands': 'stand/VERB', 'standing': 'stand/VERB', 'turns': 'turn/VERB', 'takes': 'take/VERB',
+    'stands': 'stand/VERB', 'standing': 'stand/VERB', 'turns': 'turn/VERB',
+    'takes': 'take/VERB',
     'steps': 'step/NOUN', 'forward': 'forward/ADV',
     'backward': 'backward/ADV', 'backwards': 'backwards/ADV',
     'to': 'to/ADP', 'left': 'left/NOUN', 'right': 'right/NOUN',
