@@ -116,6 +116,9 @@ def test_pipeline_and_transforms(humanml3d_root):
     starts = {int(RandomCropMotion(4)(dict(info))['motion'][0, 0])
               for _ in range(60)}
     assert starts == set(range(7))
+    lengths = [RandomCropMotion(8, 4, drop_unit_prob=0.5)(dict(info))[
+        'length'] for _ in range(200)]
+    assert set(lengths) == {4, 8} and 60 < lengths.count(4) < 140
     assert SampleCaption(deterministic=True)(dict(info))['caption'] == 'a'
     with pytest.raises(ValueError, match=re.escape(
             'unit_length=0 must be an int >= 1')):

@@ -41,9 +41,13 @@ class RandomCropMotion(BaseTransform):
         unit_length (int): lengths become multiples of this (the T2M
             evaluator uses 4). Default 1.
         random (bool): random window start; else the clip's beginning.
+        drop_unit_prob (float): probability of cutting one more
+            ``unit_length`` when the clip is long enough (the T2M
+            evaluation loader does this with probability 1/3). Default 0.
     """
 
-    def __init__(self, max_length=196, unit_length=1, random=True):
+    def __init__(self, max_length=196, unit_length=1, random=True,
+                 drop_unit_prob=0.0):
         for name, value in (('max_length', max_length),
                             ('unit_length', unit_length)):
             if not isinstance(value, int) or value < 1:
@@ -51,13 +55,19 @@ class RandomCropMotion(BaseTransform):
         if max_length < unit_length:
             raise ValueError(f'max_length={max_length} must be >= '
                              f'unit_length={unit_length}')
+        if not 0 <= drop_unit_prob <= 1:
+            raise ValueError(f'drop_unit_prob={drop_unit_prob!r} must be in '
+                             '[0, 1]')
         self.max_length, self.unit_length = max_length, unit_length
-        self.random = random
+        self.random, self.drop_unit_prob = random, drop_unit_prob
 
     def transform(self, results):
         motion = results['motion']
         length = min(len(motion), self.max_length)
         length -= length % self.unit_length
+        if (self.drop_unit_prob and length > self.unit_length
+                and np.random.rand() < self.drop_unit_prob):
+            length -= self.unit_length
         if length < 1:
             raise ValueError(f'motion {results.get("motion_id")!r} has '
                              f'{len(motion)} frames, fewer than unit_length='
@@ -70,7 +80,8 @@ class RandomCropMotion(BaseTransform):
 
     def __repr__(self):
         return (f'{type(self).__name__}(max_length={self.max_length}, '
-                f'unit_length={self.unit_length}, random={self.random})')
+                f'unit_length={self.unit_length}, random={self.random}, '
+                f'drop_unit_prob={self.drop_unit_prob})')
 
 
 @TRANSFORMS.register_module()
