@@ -102,7 +102,7 @@ class MotionQualityMetric(BaseMetric):
 
     def process(self, data_batch, data_samples):
         fps = self.fmt.fps
-        toes = (self.fmt.left_foot[1], self.fmt.right_foot[1])
+        toes = self.fmt.toe_joints
         for sample in data_samples:
             joints = self._joints(sample)
             skate, ratio = foot_skating(joints, toes, fps,

@@ -32,6 +32,21 @@ def test_layouts():
         get_motion_format('smpl')
 
 
+def test_kit_joints_follow_their_names():
+    """The fixture's KIT-ML joints sit on the side their names say (the
+    skeleton faces +z, its left on +x)."""
+    from convattn_mm.datasets.humanml3d.formats import smpl_rest_joints
+    kit = smpl_to_kit(smpl_rest_joints())
+    names = get_motion_format('kit').joint_names
+    for name, (x, _, _) in zip(names, kit):
+        if name.startswith('left_'):
+            assert x > 0, name
+        elif name.startswith('right_'):
+            assert x < 0, name
+    lengths = np.linalg.norm(rest_offsets('kit'), axis=-1)
+    assert (lengths[1:] > 0).all()
+
+
 @pytest.mark.parametrize('fmt', ['humanml3d', 'kit'])
 def test_round_trip_of_fixture_files(fmt, humanml3d_root, kit_root):
     """The stored (float32) features decode to the generator's joints

@@ -65,9 +65,9 @@ def headings(joints, motion_format):
     direction ``up × across`` (``across`` from :attr:`face_joints`) is
     ``(sin h, 0, cos h)``."""
     fmt = get_motion_format(motion_format)
-    r_hip, l_hip, r_sh, l_sh = fmt.face_joints
-    across = (joints[..., r_hip, :] - joints[..., l_hip, :]
-              + joints[..., r_sh, :] - joints[..., l_sh, :])
+    a, b, c, d = fmt.face_joints
+    across = (joints[..., a, :] - joints[..., b, :]
+              + joints[..., c, :] - joints[..., d, :])
     # up × across = (across_z, 0, -across_x)
     return torch.atan2(across[..., 2], -across[..., 0])
 
@@ -86,11 +86,11 @@ def canonicalize(joints, motion_format):
 
 @_accepts_numpy
 def foot_contacts(joints, motion_format):
-    """``[T, J, 3]`` -> ``[T - 1, 4]`` (left ankle, left toe, right ankle,
-    right toe): 1 where the joint's squared displacement to the next frame
-    is below the format's ``contact_threshold``."""
+    """``[T, J, 3]`` -> ``[T - 1, 4]`` (the format's ``contact_joints``):
+    1 where the joint's squared displacement to the next frame is below the
+    format's ``contact_threshold``."""
     fmt = get_motion_format(motion_format)
-    feet = list(fmt.left_foot) + list(fmt.right_foot)
+    feet = list(fmt.contact_joints)
     step = joints[1:, feet] - joints[:-1, feet]
     return (step.pow(2).sum(-1) < fmt.contact_threshold).to(joints.dtype)
 

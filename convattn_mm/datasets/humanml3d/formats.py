@@ -18,12 +18,13 @@ slice                  size          content (frame t)
                                      (first two matrix columns)
 ``local_velocity``     3 J           displacement t -> t+1 of every joint,
                                      rotated into the root-facing frame of t
-``foot_contacts``      4             left (2 joints), right (2 joints), 0/1
+``foot_contacts``      4             0/1 for the four ``contact_joints``
 =====================  ============  ==========================================
 
 HumanML3D (22 SMPL joints, 20 fps): 263 entries. KIT-ML (21 joints, 12.5 fps):
 251 entries. The "root-facing frame" turns the world about y so that the
-body's forward direction (perpendicular to the hip and shoulder lines) is +z.
+format's forward direction (perpendicular to the hip and shoulder lines, see
+:attr:`MotionFormat.face_joints`) is +z.
 """
 import dataclasses
 
@@ -41,11 +42,16 @@ class MotionFormat:
         joint_names (tuple[str]): ``J`` names in storage order.
         chains (tuple[tuple[int]]): kinematic chains; each starts at the root
             or at a joint of an earlier chain.
-        face_joints (tuple[int]): right hip, left hip, right shoulder, left
-            shoulder: the body's forward direction is ``up × across`` with
-            ``across = (r_hip - l_hip) + (r_shoulder - l_shoulder)``.
-        left_foot, right_foot (tuple[int]): the two joints of each foot whose
-            contacts are stored (ankle and toe).
+        face_joints (tuple[int]): ``(a, b, c, d)``: the forward direction
+            is ``up × across``, ``across = (P_a - P_b) + (P_c - P_d)``.
+            HumanML3D: right hip, left hip, right shoulder, left shoulder.
+            KIT-ML: joints 11, 16, 5, 8, which HumanML3D's processing calls
+            right hip, left hip, right and left shoulder while the KIT-ML
+            source files name them LH, RH, LS, RS (see ``joint_names``).
+        contact_joints (tuple[int]): the four joints whose contacts are
+            stored, in order (HumanML3D: left ankle, left toe, right ankle,
+            right toe; KIT-ML: joints 19, 20, 14, 15).
+        toe_joints (tuple[int]): the toe joints (for foot skating).
         fps (float): frames per second.
         unit_m (float): metres per unit of the stored positions.
         contact_threshold (float): a foot joint is in contact at frame t when
@@ -58,8 +64,8 @@ class MotionFormat:
     joint_names: tuple
     chains: tuple
     face_joints: tuple
-    left_foot: tuple
-    right_foot: tuple
+    contact_joints: tuple
+    toe_joints: tuple
     fps: float
     unit_m: float
     contact_threshold: float
@@ -106,26 +112,30 @@ SMPL_JOINTS = (
     'neck', 'left_collar', 'right_collar', 'head', 'left_shoulder',
     'right_shoulder', 'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist')
 
+# the MMM names of the KIT-ML source files: root, BP, BT, BLN, BUN, LS, LE,
+# LW, RS, RE, RW, LH, LK, LA, LMrot, LF, RH, RK, RA, RMrot, RF
 KIT_JOINTS = (
-    'root', 'lower_back', 'upper_back', 'lower_neck', 'head',
-    'right_shoulder', 'right_elbow', 'right_wrist',
+    'root', 'lower_back', 'upper_back', 'lower_neck', 'upper_neck',
     'left_shoulder', 'left_elbow', 'left_wrist',
+    'right_shoulder', 'right_elbow', 'right_wrist',
+    'left_hip', 'left_knee', 'left_ankle', 'left_metatarsal', 'left_toe',
     'right_hip', 'right_knee', 'right_ankle', 'right_metatarsal',
-    'right_toe', 'left_hip', 'left_knee', 'left_ankle', 'left_metatarsal',
-    'left_toe')
+    'right_toe')
 
 MOTION_FORMATS = {
     'humanml3d': MotionFormat(
         name='humanml3d', joint_names=SMPL_JOINTS,
         chains=((0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15),
                 (9, 14, 17, 19, 21), (9, 13, 16, 18, 20)),
-        face_joints=(2, 1, 17, 16), left_foot=(7, 10), right_foot=(8, 11),
+        face_joints=(2, 1, 17, 16), contact_joints=(7, 10, 8, 11),
+        toe_joints=(10, 11),
         fps=20.0, unit_m=1.0, contact_threshold=0.002, min_length=40),
     'kit': MotionFormat(
         name='kit', joint_names=KIT_JOINTS,
         chains=((0, 11, 12, 13, 14, 15), (0, 16, 17, 18, 19, 20),
                 (0, 1, 2, 3, 4), (3, 5, 6, 7), (3, 8, 9, 10)),
-        face_joints=(11, 16, 5, 8), left_foot=(19, 20), right_foot=(14, 15),
+        face_joints=(11, 16, 5, 8), contact_joints=(19, 20, 14, 15),
+        toe_joints=(15, 20),
         fps=12.5, unit_m=1e-3, contact_threshold=0.002e6, min_length=24),
 }
 
@@ -145,9 +155,9 @@ SMPL_REST_OFFSETS = (
 # half-way along the foot, a rigid segment, so every bone length stays fixed).
 SMPL_TO_KIT = (
     {0: 1.0}, {3: 1.0}, {9: 1.0}, {12: 1.0}, {15: 1.0},
-    {17: 1.0}, {19: 1.0}, {21: 1.0}, {16: 1.0}, {18: 1.0}, {20: 1.0},
-    {2: 1.0}, {5: 1.0}, {8: 1.0}, {8: 0.5, 11: 0.5}, {11: 1.0},
-    {1: 1.0}, {4: 1.0}, {7: 1.0}, {7: 0.5, 10: 0.5}, {10: 1.0})
+    {16: 1.0}, {18: 1.0}, {20: 1.0}, {17: 1.0}, {19: 1.0}, {21: 1.0},
+    {1: 1.0}, {4: 1.0}, {7: 1.0}, {7: 0.5, 10: 0.5}, {10: 1.0},
+    {2: 1.0}, {5: 1.0}, {8: 1.0}, {8: 0.5, 11: 0.5}, {11: 1.0})
 
 
 def smpl_rest_joints():
