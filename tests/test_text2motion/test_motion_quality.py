@@ -73,10 +73,13 @@ def test_metric_on_features_and_joints():
     joints[..., 1] = 500.0
     joints[:, [15, 20], 1] = 0.0
     joints[:, 20, 0] = 800.0 * np.arange(30) / 12.5    # 0.8 m/s
-    metric.process(None, [dict(pred_joints=joints)])
+    # a data element (as a model's test_step returns) works like a dict
+    from mmengine.structures import BaseDataElement
+    metric.process(None, [BaseDataElement(pred_joints=joints,
+                                          metainfo=dict(pred_length=25))])
     res = metric.compute_metrics(metric.results)
     assert res['foot_skating'] == pytest.approx(0.4)
-    assert res['length_s'] == pytest.approx(30 / 12.5)
+    assert res['length_s'] == pytest.approx(25 / 12.5)
     with pytest.raises(ValueError, match=re.escape(
             'contact_height=0 must be a number > 0')):
         MotionQualityMetric(contact_height=0)
