@@ -88,13 +88,26 @@ def test_samples_segments_and_normalisation(humanml3d_root):
     assert all(c['start'] == start for c in seg['captions'])
     np.testing.assert_array_equal(ds.metainfo['mean'], mean)
     np.testing.assert_array_equal(ds.metainfo['std'], std)
-    assert ds.metainfo['motion_format'].name == 'humanml3d'
+    assert ds.metainfo['motion_format'] == 'humanml3d'
+    assert ds.metainfo['fps'] == 20.0
     # the length filter
     short = HumanML3DDataset(root, split='all', min_length=90,
                              max_length=110)
     assert 0 < len(short) < len(ds)
     assert all(90 <= short.get_data_info(i)['length'] <= 110
                for i in range(len(short)))
+
+
+def test_metainfo_survives_a_safe_checkpoint(humanml3d_root, tmp_path):
+    """mmengine's Runner saves the dataset's metainfo in every checkpoint;
+    it must load with weights_only=True."""
+    ds = HumanML3DDataset(humanml3d_root, split='val')
+    torch.save(dict(meta=dict(dataset_meta=ds.metainfo)),
+               str(tmp_path / 'ckpt.pth'))
+    meta = torch.load(str(tmp_path / 'ckpt.pth'),
+                      weights_only=True)['meta']['dataset_meta']
+    np.testing.assert_array_equal(meta['std'], ds.metainfo['std'])
+    assert meta['motion_format'] == 'humanml3d'
 
 
 def test_pipeline_and_transforms(humanml3d_root):

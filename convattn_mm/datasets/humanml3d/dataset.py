@@ -54,8 +54,9 @@ class HumanML3DDataset(BaseDataset):
     ``(x - mean) / std`` when ``normalize``), ``length`` (T), ``captions``
     (list of dicts from :func:`parse_caption_line`), ``motion_id``
     (``<id>``, or ``<id>#<start>-<end>`` for a segment), ``source_id``.
-    ``metainfo`` holds ``motion_format`` (a :class:`.MotionFormat`),
-    ``fps``, ``mean`` and ``std`` for decoding generated features.
+    ``metainfo`` holds ``motion_format`` (``'humanml3d'``/``'kit'``),
+    ``fps``, ``mean`` and ``std`` for decoding generated features (plain
+    data: the Runner saves it in checkpoints).
 
     Args:
         data_root (str): the data set folder.
@@ -98,14 +99,16 @@ class HumanML3DDataset(BaseDataset):
             raise ValueError(f'{osp.join(data_root, std_file)} has entries '
                              f'<= 0 at {np.flatnonzero(std <= 0)[:8]}')
         self.mean, self.std = mean, std
-        metainfo = dict(kwargs.pop('metainfo', None) or {},
-                        motion_format=self.fmt, fps=self.fmt.fps,
-                        mean=mean, std=std)
         if test_mode is None:
             test_mode = split != 'train'
         super().__init__(ann_file=f'{split}.txt', data_root=data_root,
-                         metainfo=metainfo, pipeline=list(pipeline),
-                         test_mode=test_mode, **kwargs)
+                         pipeline=list(pipeline), test_mode=test_mode,
+                         **kwargs)
+        # plain data only: the Runner stores the metainfo in checkpoints,
+        # which must load with weights_only=True (set after __init__, which
+        # would read a str value as the name of a meta file)
+        self._metainfo.update(motion_format=self.fmt.name, fps=self.fmt.fps,
+                              mean=mean, std=std)
 
     def _load_stat(self, path, name):
         if not osp.isfile(path):
