@@ -157,8 +157,9 @@ class T2MEvaluator(nn.Module):
         try:
             ckpt = torch.load(filename, map_location=map_location,
                               weights_only=True)
-        except Exception as err:  # pickle.UnpicklingError and friends
-            if not compat.trusted_by_env():
+        except pickle.UnpicklingError as err:
+            # trusted: the environment variable or compat.trusted_checkpoints()
+            if not compat._trusted():
                 raise RuntimeError(compat._untrusted_message(filename, err))
             ckpt = compat.load_trusted_checkpoint(filename, map_location)
         missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]

@@ -148,6 +148,31 @@ def test_evaluator_checkpoint_layout_and_round_trip(tmp_path):
         T2MEvaluator.from_checkpoint(str(tmp_path / 'nothing.tar'))
 
 
+def test_evaluator_checkpoint_with_objects_needs_trust(tmp_path, monkeypatch):
+    """A file that holds more than tensors (here an argparse namespace)
+    loads only when the user says it is trusted."""
+    import argparse
+    small = T2MEvaluator(movement_hidden=8, movement_latent=8,
+                         motion_hidden=8, text_hidden=8, embed_dims=4)
+    path = str(tmp_path / 'finest.tar')
+    small.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    torch.save(dict(ckpt, opt=argparse.Namespace(lr=1e-4)), path)
+    monkeypatch.delenv('CONVATTN_MM_TRUSTED_CHECKPOINTS', raising=False)
+    with pytest.raises(RuntimeError, match='(?s)does not load with '
+                       'weights_only=True.*CONVATTN_MM_TRUSTED_CHECKPOINTS'):
+        T2MEvaluator.from_checkpoint(path)
+    from convattn_mm.compat import trusted_checkpoints
+    with trusted_checkpoints(), pytest.warns(UserWarning,
+                                             match='weights_only=False'):
+        T2MEvaluator.from_checkpoint(path)
+    monkeypatch.setenv('CONVATTN_MM_TRUSTED_CHECKPOINTS', '1')
+    with pytest.warns(UserWarning, match='weights_only=False'):
+        loaded = T2MEvaluator.from_checkpoint(path)
+    torch.testing.assert_close(loaded.text_encoder.hidden,
+                               small.text_encoder.hidden)
+
+
 def test_motion_embedding_ignores_batch_mates_and_padding_length():
     """Zero padding (after normalisation, as the field pads to 196 frames)
     enters the last conv window, so a motion is padded by at least 8 zero
