@@ -89,8 +89,8 @@ def test_convattn_net_broadcast_encoding_follows_the_merged_mixer():
     assert kinds == ['RelativeBiasTable', 'RelativeBiasTable',
                      'QuadraticEncoding']
     with pytest.raises(ValueError, match=re.escape(
-            "pos_encoding.type='RelativeBiasTable': a 'conv-init' block "
-            "uses 'QuadraticEncoding'")):
+            "pos_encoding.type='RelativeBiasTable': mixer='conv-init' needs "
+            "'QuadraticEncoding' (or None)")):
         _convattn(stage_cfgs=[{}, {}, {}, dict(
             mixer='conv-init', pos_encoding=dict(type='RelativeBiasTable'))])
 

@@ -60,19 +60,6 @@ class ConvMixer(nn.Module):
         return self.proj(x)
 
 
-def _quadratic_overrides(pos_encoding):
-    """A ``'conv-init'`` block's encoding config: None, overrides of the
-    conv-init :class:`QuadraticEncoding` (no ``type``), or a
-    ``QuadraticEncoding`` config; returns the overrides."""
-    if pos_encoding is None or 'type' not in pos_encoding:
-        return pos_encoding
-    pos_encoding = check_encoding(pos_encoding, 'pos_encoding')
-    if pos_encoding['type'] != 'QuadraticEncoding':
-        raise ValueError(f"pos_encoding.type={pos_encoding['type']!r}: a "
-                         f"'conv-init' block uses 'QuadraticEncoding'")
-    return {k: v for k, v in pos_encoding.items() if k != 'type'}
-
-
 class ConvAttnBlock(nn.Module):
     """One pre-norm block (see the module docstring); ``[B, H, W, C]``.
 
@@ -93,7 +80,9 @@ class ConvAttnBlock(nn.Module):
         else:
             if mixer == 'conv-init':
                 pos_encoding = conv_init_encoding(
-                    conv_init_mass, _quadratic_overrides(pos_encoding))
+                    conv_init_mass, check_encoding(pos_encoding,
+                                                   'pos_encoding'),
+                    "mixer='conv-init'")
             self.mixer = RelPosAttention(
                 dims, num_heads,
                 kernel_size='global' if mixer == 'global' else kernel_size,

@@ -51,14 +51,8 @@ class SAConv(nn.Module):
         check_odd_kernel(kernel_size, 2, 'kernel_size', allow_global=False)
         pos_encoding = check_encoding(pos_encoding, 'pos_encoding')
         if conv_init:
-            if pos_encoding is not None:
-                if pos_encoding['type'] != 'QuadraticEncoding':
-                    raise ValueError(
-                        f"pos_encoding.type={pos_encoding['type']!r}: "
-                        f"conv_init=True needs 'QuadraticEncoding' (or None)")
-                pos_encoding = {k: v for k, v in pos_encoding.items()
-                                if k != 'type'}
-            pos_encoding = conv_init_encoding(init_mass, pos_encoding)
+            pos_encoding = conv_init_encoding(init_mass, pos_encoding,
+                                              'conv_init=True')
         elif pos_encoding is None:
             pos_encoding = dict(type='RelativeBiasTable')
         self.attn = RelPosAttention(

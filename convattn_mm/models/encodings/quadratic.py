@@ -79,14 +79,24 @@ def conv_centres(num_heads, step):
     return offsets[idx] * torch.tensor(step, dtype=torch.float)
 
 
-def conv_init_encoding(init_mass, overrides=None):
+def conv_init_encoding(init_mass, overrides=None, why='conv-init'):
     """Config of a conv-initialised :class:`QuadraticEncoding`: isotropic,
     centres in :data:`CONV_INIT_OFFSETS` order, ``α`` putting ``init_mass``
     on each head's offset of the 3×3 grid; ``overrides`` (a dict without
-    ``type``) replace any of those keys."""
+    ``type``, or a ``QuadraticEncoding`` config) replace any of those keys.
+
+    Raises:
+        ValueError: ``overrides`` of another encoding type (the message
+        says ``why`` it must be quadratic, e.g. ``'conv_init=True'``).
+    """
+    overrides = dict(overrides or {})
+    kind = overrides.pop('type', 'QuadraticEncoding')
+    if kind not in ('QuadraticEncoding', 'convattn_mm.QuadraticEncoding'):
+        raise ValueError(f'pos_encoding.type={kind!r}: {why} needs '
+                         f"'QuadraticEncoding' (or None)")
     cfg = dict(type='QuadraticEncoding', mode='isotropic', init_kernel=3,
                init_mass=init_mass, init_centres='conv')
-    cfg.update(overrides or {})
+    cfg.update(overrides)
     return cfg
 
 
