@@ -22,6 +22,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
+from convattn_mm.utils import resolve_head_dims
 from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, run_block, sequential_layer_depth)
 
@@ -37,7 +38,7 @@ class IsotropicLayer(nn.Module):
         super().__init__()
         self.pre_norm = pre_norm
         self.attn = RelPosAttention(
-            dims, num_heads, head_dims=dims // num_heads,
+            dims, num_heads,
             kernel_size=kernel_size, dilation=dilation, border='shift',
             small_map='shrink',
             pos_encoding=pos_encoding, proj_drop=drop, backend=backend)
@@ -122,6 +123,7 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f'num_layers={num_layers!r} must be a positive '
                              f'int')
+        resolve_head_dims(embed_dims, num_heads)  # the layers' rule, at build
         self.num_layers = self.num_stages = num_layers
         self.embed_dims = embed_dims
         self.out_indices = normalise_out_indices(out_indices, num_layers)
@@ -143,7 +145,12 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             raise ValueError(f'x.shape={tuple(x.shape)}: the 2×2 '
                              f'space-to-depth needs even H and W')
-        x = self.embed(self.downsample(x).permute(0, 2, 3, 1))
+        if x.shape[0]:
+            x = self.downsample(x)
+        else:  # torch's pixel_unshuffle returns an empty input unchanged
+            x = x.new_zeros(0, x.shape[1] * 4, x.shape[2] // 2,
+                            x.shape[3] // 2)
+        x = self.embed(x.permute(0, 2, 3, 1))
         outs = []
         for i, layer in enumerate(self.layers):
             x = run_block(layer, x, self.with_cp)

@@ -18,7 +18,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
-from convattn_mm.utils import check_choice
+from convattn_mm.utils import check_choice, check_positive_int
 
 from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, run_block, sequential_layer_depth)
@@ -165,6 +165,9 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
             raise KeyError(f'depth={depth!r} is not supported; choose one of '
                            f'{sorted(self.arch_settings)}')
         check_choice(stem, STEMS, 'stem')
+        check_positive_int(base_channels, 'base_channels')
+        check_positive_int(in_channels, 'in_channels')
+        check_positive_int(num_heads, 'num_heads')
         if not isinstance(kernel_size, int) or kernel_size % 2 == 0:
             raise ValueError(f'kernel_size={kernel_size!r} must be an odd int')
         pos_encoding = check_encoding(pos_encoding, 'pos_encoding')
