@@ -413,15 +413,15 @@ def _patch_save():
     save_checkpoint.__wrapped__ = orig
     save_checkpoint._convattn_mm = True
     ckpt_mod.save_checkpoint = save_checkpoint
-    # modules that imported the function by name
+    # modules that imported the function by name before this patch (the
+    # Runner, the strategies, this package's converters, tools' __main__)
     import sys
-    for name in ('mmengine.runner', 'mmengine.runner.runner',
-                 'mmengine.runner._flexible_runner',
-                 'mmengine._strategy.deepspeed',
-                 'mmengine._strategy.colossalai'):
-        mod = sys.modules.get(name)
-        if mod is not None and getattr(mod, 'save_checkpoint', None) is orig:
-            mod.save_checkpoint = save_checkpoint
+    for mod in list(sys.modules.values()):
+        try:
+            if getattr(mod, 'save_checkpoint', None) is orig:
+                mod.save_checkpoint = save_checkpoint
+        except Exception:  # lazy modules that refuse attribute access
+            continue
 
 
 def _patch_message_hub():
