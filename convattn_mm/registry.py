@@ -1,7 +1,8 @@
 """The package's registries.
 
-``MODELS``, ``DATASETS`` and ``HOOKS`` are children of mmengine's root
-registries. ``MODELS`` is a child of mmengine's root ``MODELS`` with scope
+``MODELS``, ``DATASETS``, ``TRANSFORMS``, ``METRICS`` and ``HOOKS`` are
+children of mmengine's root registries. ``MODELS`` is a child of mmengine's
+root ``MODELS`` with scope
 ``'convattn_mm'``; its ``locations`` import the model modules on first use.
 So ``type='convattn_mm.RelPosAttention'`` builds from an mmpretrain, mmdet or
 mmpose config with no import: mmengine imports ``convattn_mm.registry`` when it
@@ -39,7 +40,9 @@ import inspect
 
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 from . import compat
@@ -150,8 +153,15 @@ HOOKS = ScopedRegistry('hook', parent=MMENGINE_HOOKS, scope=SCOPE,
                        locations=['convattn_mm.engine'])
 DATASETS = ScopedRegistry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE,
                           locations=['convattn_mm.datasets'])
+TRANSFORMS = ScopedRegistry('transform', parent=MMENGINE_TRANSFORMS,
+                            scope=SCOPE, locations=['convattn_mm.datasets'])
+METRICS = ScopedRegistry('metric', parent=MMENGINE_METRICS, scope=SCOPE,
+                         locations=['convattn_mm.evaluation'])
 #: root registry name -> this package's child of it (for _hint_bare_names)
-_ours = {r.parent.name: r for r in (MODELS, HOOKS, DATASETS)}
+_ours = {
+    r.parent.name: r
+    for r in (MODELS, HOOKS, DATASETS, TRANSFORMS, METRICS)
+}
 _hint_bare_names()
 
 def build_module(cfg, registry=MODELS, **defaults):
