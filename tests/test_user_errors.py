@@ -22,7 +22,7 @@ from .test_registered_modules import CASES, _build, _outputs
 # ------------------------------------------------------------ registry
 def test_unknown_keyword_names_closest_and_allowed_keys():
     with pytest.raises(TypeError) as err:
-        MODELS.build(dict(type='RelPosAttention', embed_dim=64, num_heads=4))
+        build_module(dict(type='RelPosAttention', embed_dim=64, num_heads=4))
     msg = str(err.value)
     assert "RelPosAttention got unexpected keyword argument(s) 'embed_dim' " \
         "(did you mean 'embed_dims'?)" in msg

@@ -76,6 +76,8 @@ def _check_natten(spec, req):
         return 'rel_keys: NATTEN has no relative keys'
     if spec.strided:
         return 'query_stride > 1: NATTEN has no query stride'
+    if any(a.kernel < 2 for a in spec.axes):
+        return 'a window 1 wide on an axis: NATTEN takes kernel_size >= 2'
     if req['dtype'] == torch.float64:
         return 'dtype float64: NATTEN takes float32/float16/bfloat16'
     if req['training'] and req['device'] != 'cuda':
