@@ -134,29 +134,12 @@ def test_errors_from_mmpretrain_and_mmdet_config_builds():
     (lambda: M.ConvAttnNet(arch=dict(
         embed_dims=[8, 0, 8, 8], depths=[1] * 4, num_heads=[2] * 4,
         mixers=['conv'] * 4, mlp_ratio=2)), 'embed_dims=0'),
-    (lambda: M.IsotropicAttnNet(num_heads=3, embed_dims=16, head_dims=None,
-                                num_layers=1),
-     'embed_dims=16 is not divisible by num_heads=3'),
-    (lambda: M.IsotropicAttnNet(head_dims=0, num_layers=1), 'head_dims=0'),
+    (lambda: M.IsotropicAttnNet(num_heads=8, embed_dims=4, num_layers=1),
+     'embed_dims=4 < num_heads=8'),
 ])
 def test_bad_size_is_a_value_error_naming_it(build, message):
     with pytest.raises(ValueError, match=message):
         build()
-
-
-def test_isotropic_uses_the_layer_rule():
-    """The net and its layer reject the same numbers with the same words."""
-    with pytest.raises(ValueError) as layer:
-        M.RelPosAttention(16, 3)
-    with pytest.raises(ValueError) as net:
-        M.IsotropicAttnNet(num_heads=3, embed_dims=16, head_dims=None,
-                           num_layers=1)
-    assert str(layer.value) == str(net.value)
-    # the default is explicit (Cordonnier et al.'s 9 x 44 of 400), and the
-    # layer accepts the same explicit numbers
-    net = M.IsotropicAttnNet(num_heads=3, embed_dims=16, num_layers=1)
-    assert net.layers[0].attn.head_dims == 44
-    assert M.RelPosAttention(16, 3, head_dims=44).head_dims == 44
 
 
 # ------------------------------------------------------------ empty batch

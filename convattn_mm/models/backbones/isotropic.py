@@ -22,7 +22,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
-from convattn_mm.utils import resolve_head_dims
+from convattn_mm.utils import check_positive_int
 from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, run_block, sequential_layer_depth)
 
@@ -32,13 +32,13 @@ ENCODING_SHORTCUTS = ('learned', 'quadratic')
 class IsotropicLayer(nn.Module):
     """Attention + FFN on ``[B, H, W, D]``."""
 
-    def __init__(self, dims, num_heads, head_dims, ffn_dims, kernel_size,
-                 dilation, pos_encoding, pre_norm, drop_path, drop, backend,
+    def __init__(self, dims, num_heads, ffn_dims, kernel_size, dilation,
+                 pos_encoding, pre_norm, drop_path, drop, backend,
                  quadratic_init):
         super().__init__()
         self.pre_norm = pre_norm
         self.attn = RelPosAttention(
-            dims, num_heads, head_dims=head_dims,
+            dims, num_heads, head_dims=dims // num_heads,
             kernel_size=kernel_size, dilation=dilation, border='shift',
             small_map='shrink',
             pos_encoding=pos_encoding, proj_drop=drop, backend=backend)
@@ -65,10 +65,6 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         num_layers (int): attention layers. Default 6.
         num_heads (int): heads per layer. Default 9.
         embed_dims (int): hidden size ``D``. Default 400.
-        head_dims (int | None): dims per head. Default 44, Cordonnier et
-            al.'s choice (9 heads × 44 = 396 of the 400 channels). None:
-            ``embed_dims // num_heads``, which must divide exactly (the rule
-            of :class:`RelPosAttention`, else a ``ValueError``).
         ffn_dims (int): FFN hidden size. Default 512.
         in_channels (int): input channels. Default 3.
         kernel_size (int | str): attention window; ``'global'`` (default,
@@ -91,7 +87,6 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
                  num_layers=6,
                  num_heads=9,
                  embed_dims=400,
-                 head_dims=44,
                  ffn_dims=512,
                  in_channels=3,
                  kernel_size='global',
@@ -128,8 +123,12 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f'num_layers={num_layers!r} must be a positive '
                              f'int')
-        # the layers' rule, at build (not inside the first layer)
-        head_dims = resolve_head_dims(embed_dims, num_heads, head_dims)
+        check_positive_int(embed_dims, 'embed_dims')
+        check_positive_int(num_heads, 'num_heads')
+        if embed_dims < num_heads:
+            raise ValueError(f'embed_dims={embed_dims} < num_heads='
+                             f'{num_heads}: head_dims = embed_dims // '
+                             f'num_heads would be 0')
         self.num_layers = self.num_stages = num_layers
         self.embed_dims = embed_dims
         self.out_indices = normalise_out_indices(out_indices, num_layers)
@@ -139,8 +138,7 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         self.embed = nn.Linear(in_channels * 4, embed_dims)
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()
         self.layers = nn.ModuleList([
-            IsotropicLayer(embed_dims, num_heads, head_dims, ffn_dims,
-                           kernel_size,
+            IsotropicLayer(embed_dims, num_heads, ffn_dims, kernel_size,
                            dilation, enc,
                            pre_norm, dpr[i], drop_rate, backend, quadratic)
             for i in range(num_layers)
