@@ -1,7 +1,13 @@
 """Evaluate a checkpoint on a config's test set (mmpretrain's arguments).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--amp] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+        [--amp] [--load-partial] [--cfg-options k=v ...]
+        [--launcher none|pytorch|slurm|mpi]
+
+The checkpoint must fit the model exactly (``convattn_mm.StrictLoadHook``):
+missing or unexpected keys and wrong shapes are an error naming the file
+and the keys. ``--load-partial`` loads what fits (mmengine's default, which
+only warns).
 """
 import argparse
 import os
@@ -22,6 +28,10 @@ def parse_args(argv=None):
     p.add_argument('--out', help='dump the metrics to this JSON/pickle file')
     p.add_argument('--amp', action='store_true',
                    help='enable automatic mixed precision inference')
+    p.add_argument('--load-partial', action='store_true',
+                   help='load a checkpoint that does not fit the model '
+                   '(missing/unexpected keys, wrong shapes) with a warning '
+                   'instead of an error')
     p.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, key=value')
@@ -46,6 +56,10 @@ def main(argv=None):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if not args.load_partial:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='convattn_mm.StrictLoadHook')
+        ]
     if args.amp:
         cfg.test_cfg.fp16 = True
     runner = Runner.from_cfg(cfg)

@@ -2,8 +2,11 @@
 arguments).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--no-validate] [--cfg-options k=v ...]
-        [--launcher none|pytorch|slurm|mpi]
+        [--auto-scale-lr] [--no-validate] [--load-partial]
+        [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+
+A resumed checkpoint must fit the model exactly
+(``convattn_mm.StrictLoadHook``); ``--load-partial`` loads what fits.
 
 Multi-GPU / multi-machine: ``torchrun --nproc_per_node N tools/train.py
 CONFIG --launcher pytorch``.
@@ -31,6 +34,10 @@ def parse_args(argv=None):
                    help='enable automatic mixed precision training')
     p.add_argument('--no-validate', action='store_true',
                    help='do not validate during training')
+    p.add_argument('--load-partial', action='store_true',
+                   help='resume from a checkpoint that does not fit the model '
+                   '(missing/unexpected keys, wrong shapes) with a warning '
+                   'instead of an error')
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale the lr with the total batch size')
     p.add_argument('--no-pin-memory', action='store_true',
@@ -82,6 +89,10 @@ def merge_args(cfg, args):
         set_loader('persistent_workers', False)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('resume') and not args.load_partial:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='convattn_mm.StrictLoadHook')
+        ]
     return cfg
 
 

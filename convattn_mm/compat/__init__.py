@@ -10,12 +10,14 @@ it, so every entry point that builds a ``convattn_mm.`` type has it (see
 ``docs/reliability.md``).
 """
 from . import checkpoints, distributed
-from .checkpoints import (TRUST_ENV, is_plain_history_buffer,
+from .checkpoints import (HASH_KEY, TRUST_ENV, CheckpointError,
+                          add_content_hash, content_hash,
+                          is_plain_history_buffer, last_loaded,
                           load_trusted_checkpoint, map_containers,
                           plain_history_buffers, read_weights_only,
                           restore_history_buffers, safe_globals,
                           trusted_by_env, trusted_checkpoints,
-                          upgrade_checkpoint)
+                          upgrade_checkpoint, verify_content_hash)
 
 
 def apply():
@@ -35,5 +37,7 @@ __all__ = [
     'safe_globals', 'read_weights_only', 'map_containers',
     'plain_history_buffers', 'restore_history_buffers',
     'is_plain_history_buffer', 'trusted_by_env', 'trusted_checkpoints',
-    'load_trusted_checkpoint', 'upgrade_checkpoint'
+    'load_trusted_checkpoint', 'upgrade_checkpoint', 'CheckpointError',
+    'HASH_KEY', 'content_hash', 'add_content_hash', 'verify_content_hash',
+    'last_loaded'
 ]

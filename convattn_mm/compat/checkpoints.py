@@ -31,23 +31,34 @@ whenever a config names a ``convattn_mm.`` type. It patches at import time
    written by mmengine without this package) fails with an error that says
    how to trust it.
 
+3. **Integrity**: every checkpoint saved through ``save_checkpoint`` (with a
+   ``state_dict``) carries ``meta['content_hash']``, a BLAKE2b digest of all
+   its tensors (:func:`content_hash`); every load through
+   ``CheckpointLoader`` verifies it, so flipped bytes are a
+   :class:`CheckpointError` naming the file. Empty files and files that are
+   not checkpoints are a :class:`CheckpointError` too, before unpickling.
+
 **Trusted sources only**: an old checkpoint with pickled objects loads with
 full pickle (which can run arbitrary code) only when asked explicitly:
 
 - environment variable ``CONVATTN_MM_TRUSTED_CHECKPOINTS=1`` (affects
-  checkpoints loaded through mmengine's ``CheckpointLoader`` only, logs a
-  warning naming each file), or
+  local checkpoints loaded through mmengine's ``CheckpointLoader`` only,
+  logs a warning naming each file; ``weights_only=False`` is passed to that
+  one ``torch.load`` call, nothing process-wide changes), or
 - ``with trusted_checkpoints(): runner.train()`` in Python, or
 - :func:`load_trusted_checkpoint` for one file; :func:`upgrade_checkpoint`
   rewrites such a file once as a plain one that loads safely afterwards.
 """
 import collections
 import contextlib
+import hashlib
 import logging
 import os
+import os.path as osp
 import pickle
 import threading
 import warnings
+import zipfile
 
 import numpy as np
 import torch
@@ -57,9 +68,121 @@ _TAG = '__convattn_mm_type__'
 _HISTORY = 'mmengine.HistoryBuffer'
 _TRUE = ('1', 'y', 'yes', 'true', 'on')
 
+HASH_KEY = 'content_hash'  # in checkpoint['meta']
+
 _applied = False
 _lock = threading.Lock()
 _trust_depth = threading.local()
+_last = threading.local()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used: empty, not a checkpoint,
+    corrupted (content hash mismatch) or not fitting the model. The message
+    names the file."""
+
+
+# --------------------------------------------------------------------------
+# integrity
+# --------------------------------------------------------------------------
+def _tensor_bytes(t):
+    return t.detach().cpu().contiguous().reshape(-1).view(
+        torch.uint8).numpy()
+
+
+def content_hash(checkpoint):
+    """``'blake2b:<hex>'`` over every tensor and numpy array of
+    ``checkpoint`` (its path in the nested dicts/lists, dtype, shape and
+    bytes) and the ``repr`` of its scalars and strings, leaving out
+    ``meta['content_hash']`` itself. Other objects count by type name."""
+    digest = hashlib.blake2b(digest_size=32)
+
+    def walk(obj, path):
+        if isinstance(obj, dict):
+            for key in sorted(obj, key=repr):
+                if path == ('meta', ) and key == HASH_KEY:
+                    continue
+                walk(obj[key], path + (key, ))
+            return
+        digest.update(repr(path).encode())
+        if isinstance(obj, torch.Tensor):
+            digest.update(f'{obj.dtype}{tuple(obj.shape)}'.encode())
+            digest.update(_tensor_bytes(obj).tobytes())
+        elif isinstance(obj, np.ndarray) and obj.dtype.kind in 'biufc':
+            digest.update(f'{obj.dtype}{obj.shape}'.encode())
+            digest.update(np.ascontiguousarray(obj).tobytes())
+        elif isinstance(obj, (list, tuple)):
+            for i, item in enumerate(obj):
+                walk(item, path + (i, ))
+        elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+            digest.update(repr(obj).encode())
+        else:
+            digest.update(type(obj).__qualname__.encode())
+
+    walk(checkpoint, ())
+    return 'blake2b:' + digest.hexdigest()
+
+
+def add_content_hash(checkpoint):
+    """``checkpoint`` (a dict with ``state_dict``) with
+    ``meta['content_hash']`` set; the input is not modified. Anything else
+    (a bare state dict, where an extra key would be a weight name) comes
+    back unchanged."""
+    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
+        return checkpoint
+    meta = checkpoint.get('meta')
+    if meta is not None and not isinstance(meta, dict):
+        return checkpoint
+    out = dict(checkpoint)
+    out['meta'] = dict(meta or {})
+    out['meta'][HASH_KEY] = content_hash(out)
+    return out
+
+
+def verify_content_hash(checkpoint, filename):
+    """Check ``meta['content_hash']`` if the checkpoint has one.
+
+    Returns:
+        True if verified, False if there is no hash to verify.
+    Raises:
+        CheckpointError: naming ``filename``, if the content changed.
+    """
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    want = meta.get(HASH_KEY) if isinstance(meta, dict) else None
+    if want is None:
+        return False
+    got = content_hash(checkpoint)
+    if got != want:
+        raise CheckpointError(
+            f'{filename!r} is corrupted: its content hash is {got}, but it '
+            f'was saved with {want} (bytes changed on disk or in transfer); '
+            f'use another copy')
+    return True
+
+
+def _check_file(filename):
+    """Refuse, before unpickling, a local file that is empty or neither
+    torch.save's zip format nor a pickle."""
+    if not osp.isfile(filename):
+        return
+    if osp.getsize(filename) == 0:
+        raise CheckpointError(f'{filename!r} is empty (0 bytes), not a '
+                              f'checkpoint (an interrupted save or copy?)')
+    with open(filename, 'rb') as f:
+        head = f.read(8)
+    # a zip (torch >= 1.6; truncated ones fail later with their own
+    # message) or a pickle (the legacy format)
+    if not (head[:4] == b'PK\x03\x04' or zipfile.is_zipfile(filename)
+            or head[:1] == b'\x80'):
+        raise CheckpointError(
+            f'{filename!r} is not a PyTorch checkpoint: neither torch.save\'s'
+            f' zip format nor a pickle (it starts with {head!r})')
+
+
+def last_loaded():
+    """The file name of the last checkpoint this thread loaded through
+    mmengine's ``CheckpointLoader`` (None before any)."""
+    return getattr(_last, 'filename', None)
 
 
 # --------------------------------------------------------------------------
@@ -225,24 +348,6 @@ def trusted_checkpoints():
         _trust_depth.n -= 1
 
 
-@contextlib.contextmanager
-def _torch_load_without_weights_only():
-    # torch reads this variable on every torch.load call that does not pass
-    # weights_only; mmengine's loaders never pass it.
-    key = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
-    old = os.environ.get(key)
-    os.environ[key] = '1'
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings('ignore', message='.*TORCH_FORCE_NO_WEIGH')
-            yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
-
-
 def load_trusted_checkpoint(filename, map_location='cpu'):
     """Load ``filename`` with full pickle (``weights_only=False``).
 
@@ -268,7 +373,7 @@ def upgrade_checkpoint(src, dst, map_location='cpu'):
     """
     apply()
     ckpt = load_trusted_checkpoint(src, map_location=map_location)
-    torch.save(plain_history_buffers(ckpt), dst)
+    torch.save(add_content_hash(plain_history_buffers(ckpt)), dst)
     try:
         torch.load(dst, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError:
@@ -301,22 +406,22 @@ def _patch_save():
         return
 
     def save_checkpoint(checkpoint, filename, *args, **kwargs):
-        return orig(plain_history_buffers(checkpoint), filename, *args,
-                    **kwargs)
+        checkpoint = add_content_hash(plain_history_buffers(checkpoint))
+        return orig(checkpoint, filename, *args, **kwargs)
 
     save_checkpoint.__doc__ = orig.__doc__
     save_checkpoint.__wrapped__ = orig
     save_checkpoint._convattn_mm = True
     ckpt_mod.save_checkpoint = save_checkpoint
-    # modules that imported the function by name
+    # modules that imported the function by name before this patch (the
+    # Runner, the strategies, this package's converters, tools' __main__)
     import sys
-    for name in ('mmengine.runner', 'mmengine.runner.runner',
-                 'mmengine.runner._flexible_runner',
-                 'mmengine._strategy.deepspeed',
-                 'mmengine._strategy.colossalai'):
-        mod = sys.modules.get(name)
-        if mod is not None and getattr(mod, 'save_checkpoint', None) is orig:
-            mod.save_checkpoint = save_checkpoint
+    for mod in list(sys.modules.values()):
+        try:
+            if getattr(mod, 'save_checkpoint', None) is orig:
+                mod.save_checkpoint = save_checkpoint
+        except Exception:  # lazy modules that refuse attribute access
+            continue
 
 
 def _patch_message_hub():
@@ -344,17 +449,41 @@ def _patch_loader():
         return
 
     def load_checkpoint(cls, filename, map_location=None, logger='current'):
+        _last.filename = filename
+        local = cls._get_checkpoint_loader(filename).__name__ == \
+            'load_from_local'
+        if local:
+            _check_file(osp.expanduser(filename))
         if _trusted():
+            if not local:
+                raise CheckpointError(
+                    f'{filename!r}: trusted (full-pickle) loading reads local '
+                    f'files only; download it first')
             print_log(f'loading {filename} with weights_only=False: trusted '
                       f'source ({TRUST_ENV} or trusted_checkpoints())',
                       logger=logger, level=logging.WARNING)
-            with _torch_load_without_weights_only():
-                return orig(cls, filename, map_location, logger)
-        try:
-            return orig(cls, filename, map_location, logger)
-        except pickle.UnpicklingError as err:
-            raise pickle.UnpicklingError(
-                _untrusted_message(filename, err)) from err
+            path = osp.expanduser(filename)
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'{path} can not be found.')
+            # weights_only=False for this one call: nothing process-wide
+            ckpt = torch.load(path, map_location=map_location,
+                              weights_only=False)
+        else:
+            try:
+                ckpt = orig(cls, filename, map_location, logger)
+            except pickle.UnpicklingError as err:
+                raise pickle.UnpicklingError(
+                    _untrusted_message(filename, err)) from err
+            except FileNotFoundError:
+                raise
+            except (EOFError, RuntimeError, OSError) as err:
+                if not local:
+                    raise
+                raise CheckpointError(
+                    f'{filename!r} cannot be read as a checkpoint (truncated '
+                    f'or corrupted?): {err}') from err
+        verify_content_hash(ckpt, filename)
+        return ckpt
 
     load_checkpoint.__doc__ = orig.__doc__
     load_checkpoint.__wrapped__ = orig

@@ -2,10 +2,12 @@
 wrapper constructors."""
 from .attention_hook import AttentionStatsHook
 from .hooks import RNGStateHook, get_rng_state, set_rng_state
+from .load_hook import StrictLoadHook, state_dict_mismatch
 from .optim import (BackboneLayerDecayOptimWrapperConstructor,
                     backbone_layer_depth)
 
 __all__ = [
     'AttentionStatsHook', 'RNGStateHook', 'get_rng_state', 'set_rng_state',
+    'StrictLoadHook', 'state_dict_mismatch',
     'BackboneLayerDecayOptimWrapperConstructor', 'backbone_layer_depth'
 ]

@@ -76,6 +76,8 @@ def _check_natten(spec, req):
         return 'rel_keys: NATTEN has no relative keys'
     if spec.strided:
         return 'query_stride > 1: NATTEN has no query stride'
+    if any(a.kernel < 2 for a in spec.axes):
+        return 'a window 1 wide on an axis: NATTEN takes kernel_size >= 2'
     if req['dtype'] == torch.float64:
         return 'dtype float64: NATTEN takes float32/float16/bfloat16'
     if req['training'] and req['device'] != 'cuda':
@@ -276,15 +278,18 @@ def _na(rank, query, key, value, kernel_size, dilation, border, query_stride,
             f'[heads, *table_shape, head_dim] = {(H, *tshape, D)}')
     scale = D**-0.5 if scale is None else scale
 
+    N = math.prod(spatial)  # not -1: a 0-sized batch leaves it ambiguous
+
     def to_bhnd(x):
-        return x.reshape(B, -1, H, x.shape[-1]).transpose(1, 2)
+        return x.reshape(B, N, H, x.shape[-1]).transpose(1, 2)
 
     T = math.prod(tshape)
     out = attention_bhnd(
         to_bhnd(query), to_bhnd(key), to_bhnd(value), spec, scale,
         None if pos_bias is None else pos_bias.reshape(H, T),
         None if rel_keys is None else rel_keys.reshape(H, T, D), backend)
-    return out.transpose(1, 2).reshape(B, *spec.out_shape, H, -1)
+    return out.transpose(1, 2).reshape(B, *spec.out_shape, H,
+                                       value.shape[-1])
 
 
 def _per_rank(rank):

@@ -23,8 +23,10 @@ def natten_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
     (``[B, H, N, D]`` layout); the caller has checked the capabilities."""
     import natten
     fn = {1: natten.na1d, 2: natten.na2d, 3: natten.na3d}[spec.rank]
-    B, H, _, D = q.shape
+    B, H, N, D = q.shape
     dv = v.shape[-1]
+    if B == 0:  # NATTEN returns None for an empty batch
+        return v.new_zeros(B, H, N, dv)
 
     def to_natten(x):
         return x.reshape(B, H, *spec.in_shape, x.shape[-1]).movedim(1, -2)
@@ -37,5 +39,5 @@ def natten_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
     out = fn(to_natten(q), to_natten(k), to_natten(v),
              kernel_size=tuple(a.kernel for a in spec.axes),
              dilation=tuple(a.dilation for a in spec.axes), scale=scale)
-    out = out.movedim(-2, 1).reshape(B, H, -1, out.shape[-1])
+    out = out.movedim(-2, 1).reshape(B, H, N, out.shape[-1])
     return out[..., :dv]

@@ -102,4 +102,4 @@ def _zero_pad(x, B, H, spatial, pads):
     for p in reversed(pads):
         widths += [p, p]
     x = torch.nn.functional.pad(x, [0, 0] + widths)
-    return x.reshape(B, H, -1, x.shape[-1])
+    return x.flatten(2, -2)  # not reshape(..., -1, ...): B may be 0

@@ -201,7 +201,7 @@ def test_quadratic_augmentation_exact_in_float64():
 
 @pytest.mark.parametrize('kwargs,exc,match', [
     (dict(embed_dims=10, num_heads=3), ValueError,
-     r'embed_dims=10 is not divisible by num_heads=3; pass head_dims'),
+     r'embed_dims=10 is not divisible by num_heads=3; choose num_heads'),
     (dict(kernel_size=4), ValueError, r'kernel_size=4: window sizes must be '
      r"odd or 'global'"),
     (dict(border='wrap'), ValueError, r"border='wrap' is not supported; "

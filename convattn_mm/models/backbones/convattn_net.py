@@ -36,7 +36,8 @@ from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.ops.windows import check_odd_kernel
 from convattn_mm.registry import MODELS
-from convattn_mm.utils import check_choice
+from convattn_mm.utils import (check_choice, check_positive_int,
+                               resolve_head_dims)
 
 from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
                      block_options, check_frozen_stages, freeze,
@@ -248,6 +249,9 @@ class ConvAttnNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
         self.depths = list(self.arch_settings['depths'])
         self.mixers = list(self.arch_settings['mixers'])
         num_heads = self.arch_settings['num_heads']
+        for i in range(n):
+            check_positive_int(self.depths[i], f'arch.depths[{i}]')
+            resolve_head_dims(self.embed_dims[i], num_heads[i])
         for i, m in enumerate(self.mixers):
             check_choice(m, MIXERS, f'mixers[{i}]')
         check_choice(stem_stride, (1, 2, 4), 'stem_stride')

@@ -22,6 +22,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
+from convattn_mm.utils import check_positive_int
 
 from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
                      block_options, check_frozen_stages, freeze, merge_cfgs,
@@ -143,6 +144,12 @@ class IsotropicAttnNet(FrozenStagesMixin, VersionedStateDictMixin,
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f'num_layers={num_layers!r} must be a positive '
                              f'int')
+        check_positive_int(embed_dims, 'embed_dims')
+        check_positive_int(num_heads, 'num_heads')
+        if embed_dims < num_heads:
+            raise ValueError(f'embed_dims={embed_dims} < num_heads='
+                             f'{num_heads}: head_dims = embed_dims // '
+                             f'num_heads would be 0')
         self.num_layers = self.num_stages = num_layers
         self.embed_dims = embed_dims
         self.out_indices = normalise_out_indices(out_indices, num_layers)
@@ -169,7 +176,12 @@ class IsotropicAttnNet(FrozenStagesMixin, VersionedStateDictMixin,
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             raise ValueError(f'x.shape={tuple(x.shape)}: the 2×2 '
                              f'space-to-depth needs even H and W')
-        x = self.embed(self.downsample(x).permute(0, 2, 3, 1))
+        if x.shape[0]:
+            x = self.downsample(x)
+        else:  # torch's pixel_unshuffle returns an empty input unchanged
+            x = x.new_zeros(0, x.shape[1] * 4, x.shape[2] // 2,
+                            x.shape[3] // 2)
+        x = self.embed(x.permute(0, 2, 3, 1))
         outs = []
         for i, layer in enumerate(self.layers):
             x = run_block(layer, x, self.with_cp)

@@ -21,7 +21,7 @@ from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.ops.windows import check_odd_kernel
 from convattn_mm.registry import MODELS
-from convattn_mm.utils import check_choice
+from convattn_mm.utils import check_choice, check_positive_int
 
 from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
                      block_options, check_frozen_stages, freeze,
@@ -191,6 +191,9 @@ class SAResNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
             raise KeyError(f'depth={depth!r} is not supported; choose one of '
                            f'{sorted(self.arch_settings)}')
         check_choice(stem, STEMS, 'stem')
+        check_positive_int(base_channels, 'base_channels')
+        check_positive_int(in_channels, 'in_channels')
+        check_positive_int(num_heads, 'num_heads')
         self.depth = depth
         self.out_indices = normalise_out_indices(out_indices,
                                                  self.num_stages)

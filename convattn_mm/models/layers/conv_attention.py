@@ -145,7 +145,7 @@ class ConvAttention(RelPosAttention):
         """q, k ``[B, H, N, qk_dims]`` (zeros of dim 1 without content) and
         the shared value ``[B, H, N, C_in]`` (a view of ``x``)."""
         B, C, H = x.shape[0], x.shape[-1], self.num_heads
-        flat = x.reshape(B, -1, C)
+        flat = x.flatten(1, -2)  # [B, N, C]; B may be 0
         N = flat.shape[1]
         v = flat[:, None].expand(B, H, N, C)
         if self.qk is None:

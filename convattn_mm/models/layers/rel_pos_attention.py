@@ -24,7 +24,8 @@ from convattn_mm.ops.windows import (check_odd_kernel, table_radius,
                                      window_extent)
 from convattn_mm.ops.gather import attention_weights
 from convattn_mm.registry import MODELS, build_module
-from convattn_mm.utils import check_choice
+from convattn_mm.utils import (check_choice, check_positive_int,
+                               resolve_head_dims)
 
 SMALL_MAP_RULES = ('error', 'pad', 'shrink')
 #: learned tables of a global window cover offsets up to this many pixels
@@ -94,12 +95,9 @@ class RelPosAttention(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         check_choice(rank, (1, 2, 3), 'rank')
-        if head_dims is None:
-            if embed_dims % num_heads:
-                raise ValueError(
-                    f'embed_dims={embed_dims} is not divisible by '
-                    f'num_heads={num_heads}; pass head_dims explicitly')
-            head_dims = embed_dims // num_heads
+        head_dims = resolve_head_dims(embed_dims, num_heads, head_dims)
+        if out_dims is not None:
+            check_positive_int(out_dims, 'out_dims')
         check_choice(border, BORDERS, 'border')
         check_backend(backend)
         check_choice(small_map, SMALL_MAP_RULES, 'small_map')
@@ -184,7 +182,7 @@ class RelPosAttention(BaseModule):
             q, k, v = (self.pad_tokens(t, spatial, padded)
                        for t in (q, k, v))
         out = self.attend(q, k, v, spec)  # [B, H, Nq, D_v]
-        out = out.transpose(1, 2).reshape(B, *spec.out_shape, -1)
+        out = out.transpose(1, 2).flatten(-2).unflatten(1, spec.out_shape)
         if padded != spatial:
             keep = tuple(-(-L // s) for L, s in zip(spatial,
                                                     self.query_stride))
@@ -197,7 +195,9 @@ class RelPosAttention(BaseModule):
         subclasses with other projections override this, not
         :meth:`forward`."""
         B, H, D = x.shape[0], self.num_heads, self.head_dims
-        qkv = self.qkv(x).reshape(B, -1, 3, H, D).permute(2, 0, 3, 1, 4)
+        # flatten/unflatten, not reshape(B, -1, ...): B may be 0
+        qkv = self.qkv(x.flatten(1, -2)).unflatten(-1, (3, H, D))
+        qkv = qkv.permute(2, 0, 3, 1, 4)
         return qkv.unbind(0)
 
     def forward_nchw(self, x):
@@ -248,7 +248,7 @@ class RelPosAttention(BaseModule):
         for L, P in zip(reversed(spatial), reversed(padded)):
             widths += [0, P - L]
         t = torch.nn.functional.pad(t, [0, 0] + widths)
-        return t.reshape(B, H, -1, D)
+        return t.flatten(2, -2)
 
     # ------------------------------------------------------------- recording
     @contextlib.contextmanager
