@@ -1,11 +1,19 @@
 """The ``'natten'`` backend: NATTEN's ``na1d/na2d/na3d`` (imported lazily).
 
-NATTEN (>= 0.20) carries no position bias and only the ``'shift'`` border;
-its fused kernels need a GPU for training (on the CPU it runs forward only,
-through flex attention). Position terms that can become extra head dimensions
-(the quadratic encoding) or rotations (RoPE) are applied by the layer before
-the call.
+NATTEN (>= 0.20) carries no position bias and only the ``'shift'`` border.
+Position terms that can become extra head dimensions (the quadratic
+encoding) or rotations (RoPE) are applied by the layer before the call, as
+the op's plan says.
+
+Two NATTEN paths exist: libnatten, its compiled CUDA kernels (fused,
+forward and backward), and NATTEN's own flex-attention path, which is what a
+pure-Python install (PyPI's sdist built without the CUDA toolkit) runs;
+``natten.HAS_LIBNATTEN`` tells which. ``backend='auto'`` takes NATTEN on
+CUDA only with libnatten. Where this backend runs NATTEN's flex path (a
+forced ``backend='natten'``, or the CPU forward) it asks NATTEN to compile
+it, so that no call falls back to eager (``N x N``) flex.
 """
+import functools
 import importlib.util
 
 import torch
@@ -15,6 +23,25 @@ from .windows import WindowSpec
 
 def available():
     return importlib.util.find_spec('natten') is not None
+
+
+@functools.lru_cache(maxsize=1)
+def has_libnatten() -> bool:
+    """Whether NATTEN's compiled kernels (libnatten) are installed."""
+    if not available():
+        return False
+    import natten
+    return bool(getattr(natten, 'HAS_LIBNATTEN', False))
+
+
+def path(device_type: str) -> str:
+    """Which NATTEN implementation runs on ``device_type``."""
+    if not available():
+        return 'natten is not installed'
+    if device_type == 'cuda' and has_libnatten():
+        return 'libnatten CUDA kernels (natten.HAS_LIBNATTEN is True)'
+    return ("NATTEN's flex path, compiled by this backend "
+            f'(natten.HAS_LIBNATTEN is {has_libnatten()})')
 
 
 def natten_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
@@ -36,6 +63,8 @@ def natten_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
     v = torch.nn.functional.pad(v, [0, width - dv])
     out = fn(to_natten(q), to_natten(k), to_natten(v),
              kernel_size=tuple(a.kernel for a in spec.axes),
-             dilation=tuple(a.dilation for a in spec.axes), scale=scale)
+             dilation=tuple(a.dilation for a in spec.axes), scale=scale,
+             **({} if q.is_cuda and has_libnatten() else dict(
+                 torch_compile=True)))
     out = out.movedim(-2, 1).reshape(B, H, -1, out.shape[-1])
     return out[..., :dv]

@@ -9,13 +9,14 @@ resize when the window changes.
 import torch
 
 from convattn_mm.registry import MODELS
+from convattn_mm.ops import PositionCarry
 from .base import RelPosEncoding
 
 
 @MODELS.register_module()
 class LogCPB(RelPosEncoding):
     """Args: ``hidden_dims`` (MLP width, 512 in Swin-V2)."""
-    has_bias = True
+    carry = PositionCarry(bias=True)
 
     def __init__(self, num_heads, head_dims, rank, radius, step,
                  hidden_dims=512, init_cfg=None):
