@@ -5,11 +5,13 @@ Memory grows linearly with tokens: the op never runs ``flex_attention``
 eagerly (PyTorch's eager fallback materialises the full ``N x N`` scores).
 
 * **Tiles.** Tokens are reordered so that each block of 128 consecutive
-  tokens (flex's block size) is one spatial tile: ``(128,)`` in 1-D,
-  ``8 x 16`` in 2-D, ``4 x 4 x 8`` in 3-D; with dilation ``d`` a tile holds
-  every ``d``-th token, so a dilated window stays compact (NATTEN's flex path
-  permutes tokens the same way). Row-major order would make a block of two
-  image rows need key blocks spanning the whole window height.
+  tokens (flex's block size) is one spatial tile, of the power-of-two shape
+  (``8 x 16``, ``4 x 32``, ``4 x 4 x 8``, ...) that leaves the fewest
+  (query tile, key tile) pairs for this window and map; with dilation ``d``
+  a tile holds every ``d``-th token, so a dilated window stays compact
+  (NATTEN's flex path permutes tokens the same way). Row-major order would
+  make a block of a fraction of a wide row need key blocks spanning the
+  whole window height.
 * **Block mask.** Built per window and device from per-axis tile reachability
   (which key tiles a query tile's windows touch, and which pairs are fully
   inside), ``O((N/128)^2)`` small integers, never an ``N x N`` mask; cached.
@@ -41,7 +43,6 @@ import torch
 from .windows import WindowSpec
 
 BLOCK = 128
-TILES = {1: (128, ), 2: (8, 16), 3: (4, 4, 8)}
 #: compiled functions kept (one per call signature), least recently used
 #: dropped first
 MAX_COMPILED = 16
@@ -135,33 +136,73 @@ class _Side:
         self.segs = segs
 
 
+def _axis_geometry(spec, pads):
+    """Per axis: the lookup ``[Lq, Lk]``, query and key residue groups."""
+    out = []
+    for a, p in zip(spec.axes, pads):
+        out.append((_axis_lookup(a, p), a.dilation if a.stride == 1 else 1,
+                    a.dilation))
+    return out
+
+
+def _axis_blocks(lut, tile, q_group, k_group):
+    """Bucketed lookup and ``(query segment, key segment)`` pair counts of
+    one axis for a tile length."""
+    lq, lk = lut.shape
+    pq, seg_q = _tiling(lq, tile, q_group)[:2]
+    pk, seg_k = _tiling(lk, tile, k_group)[:2]
+    padded = torch.full((pq, pk), -1, dtype=torch.long)
+    padded[:lq, :lk] = lut
+    count = torch.zeros(int(seg_q.max()) + 1, int(seg_k.max()) + 1,
+                        dtype=torch.long)
+    count.index_put_((seg_q[:, None].expand_as(padded),
+                      seg_k[None, :].expand_as(padded)),
+                     (padded >= 0).long(), accumulate=True)
+    return padded, count
+
+
+def _best_tiles(geometry):
+    """The tile shape (powers of two, product :data:`BLOCK`) with the
+    fewest active (query tile, key tile) pairs: per axis the count is
+    independent of the other axes, so the total is their product."""
+    rank = len(geometry)
+    exps = range(int(math.log2(BLOCK)) + 1)
+    cost = [{e: int((_axis_blocks(lut, 2**e, gq, gk)[1] > 0).sum())
+             for e in exps} for lut, gq, gk in geometry]
+    best = None
+    for combo in _compositions(int(math.log2(BLOCK)), rank):
+        total = math.prod(c[e] for c, e in zip(cost, combo))
+        if best is None or total < best[0]:
+            best = (total, tuple(2**e for e in combo))
+    return best[1]
+
+
+def _compositions(total, parts):
+    if parts == 1:
+        yield (total, )
+        return
+    for first in range(total + 1):
+        for rest in _compositions(total - first, parts - 1):
+            yield (first, ) + rest
+
+
 @functools.lru_cache(maxsize=64)
 def _layout(spec: WindowSpec, device: str):
     """Everything about a window that does not depend on tensor values:
     token orders, per-axis lookups and the block mask's indices."""
-    rank = spec.rank
-    tiles = TILES[rank]
     pads = [(a.kernel - 1) // 2 * a.dilation if a.rule == 'zeros' else 0
             for a in spec.axes]
-    k_groups = [a.dilation for a in spec.axes]
-    q_groups = [a.dilation if a.stride == 1 else 1 for a in spec.axes]
-    qside = _Side(spec.out_shape, tiles, q_groups)
+    geometry = _axis_geometry(spec, pads)
+    tiles = _best_tiles(geometry)
+    qside = _Side(spec.out_shape, tiles, [g[1] for g in geometry])
     k_len = [a.length + 2 * p for a, p in zip(spec.axes, pads)]
-    kside = _Side(k_len, tiles, k_groups, pads, spec.in_shape)
+    kside = _Side(k_len, tiles, [g[2] for g in geometry], pads,
+                  spec.in_shape)
     luts, reach, full = [], None, None
-    for a, ax in enumerate(spec.axes):
-        lut = torch.full((qside.padded[a], kside.padded[a]), -1,
-                         dtype=torch.long)
-        lut[:spec.out_shape[a], :k_len[a]] = _axis_lookup(ax, pads[a])
+    for (lut, gq, gk), t in zip(geometry, tiles):
+        lut, count = _axis_blocks(lut, t, gq, gk)
         luts.append(lut)
-        # pairs of the window per (query tile, key tile) along this axis
-        count = torch.zeros(qside.n_segs[a], kside.n_segs[a],
-                            dtype=torch.long)
-        count.index_put_(
-            (qside.segs[a][:, None].expand_as(lut),
-             kside.segs[a][None, :].expand_as(lut)), (lut >= 0).long(),
-            accumulate=True)
-        r_a, f_a = count > 0, count == tiles[a] * tiles[a]
+        r_a, f_a = count > 0, count == t * t
         if reach is None:
             reach, full = r_a, f_a
         else:
@@ -183,11 +224,11 @@ def _layout(spec: WindowSpec, device: str):
         k_source=kside.source, q_coords=qside.coords, k_coords=kside.coords,
         luts=luts, table_sizes=spec.table_shape,
         blocks=blocks(partial) + blocks(full),
-        n_q=qside.numel, n_k=kside.numel,
-        active_fraction=float(reach.float().mean()))
+        n_q=qside.numel, n_k=kside.numel, tiles=tiles,
+        active_blocks=int(reach.sum()))
     return {
-        k: (_to(v, device) if k not in ('table_sizes', 'n_q', 'n_k',
-                                        'active_fraction') else v)
+        k: (_to(v, device) if k not in ('table_sizes', 'n_q', 'n_k', 'tiles',
+                                        'active_blocks') else v)
         for k, v in out.items()
     }
 
@@ -198,10 +239,15 @@ def _to(value, device):
     return type(value)(_to(v, device) for v in value)
 
 
-def block_sparsity(spec: WindowSpec) -> float:
-    """Fraction of (query tile, key tile) pairs the window touches (the
-    share of dense work the kernel does)."""
-    return _layout(spec, 'cpu')['active_fraction']
+def active_blocks(spec: WindowSpec) -> int:
+    """(query tile, key tile) pairs of 128 x 128 scores the kernel visits
+    for this window (the work; dense attention would visit all)."""
+    return _layout(spec, 'cpu')['active_blocks']
+
+
+def tile_shape(spec: WindowSpec):
+    """The tile shape chosen for this window and map."""
+    return _layout(spec, 'cpu')['tiles']
 
 
 # ----------------------------------------------------------------- compiled
