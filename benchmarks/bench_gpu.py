@@ -58,7 +58,7 @@ SIZES = {
         model_input=(2, 3, 800, 1333), tput=dict(batch=64, size=224,
                                                  iters=10, warmup=3)),
     'tiny': dict(
-        sweep_maps={1: (9, ), 2: (6, 7), 3: (5, 5, 6)}, sweep_heads=2,
+        sweep_maps={1: (9, ), 2: (6, 7), 3: (6, 6, 7)}, sweep_heads=2,
         sweep_dim=4, small=dict(B=1, C=16, S=(14, 14), heads=2, K=7),
         det=dict(B=1, C=16, S=(14, 21), heads=2, K=7), reps=1,
         model_input=(1, 3, 64, 96), tput=dict(batch=2, size=64, iters=1,
@@ -275,7 +275,8 @@ def models(args, sizes, device):
     x = torch.randn(*sizes['model_input'], device=device)
     for name, build in (('ConvAttnNet-T', lambda: ConvAttnNet('tiny')),
                         ('SAResNet-50', lambda: SAResNet(depth=50))):
-        net = build().to(device).train()
+        net = build().to(device)
+        net.train()
 
         def step():
             sum(f.float().mean() for f in net(x)).backward()
@@ -292,7 +293,8 @@ def models(args, sizes, device):
     for name, build, ch in (('Swin-T', lambda: SwinTransformer('tiny'), 768),
                             ('ConvAttnNet-T', lambda: ConvAttnNet('tiny'),
                              512)):
-        net = build().to(device).train()
+        net = build().to(device)
+        net.train()
         head = torch.nn.Linear(ch, 1000).to(device)
         opt = torch.optim.SGD(list(net.parameters()) + list(head.parameters()),
                               lr=1e-3)
@@ -320,7 +322,14 @@ SECTIONS = {'correctness': correctness, 'speed': speed, 'models': models}
 def dry_run(args, sizes):
     """Print what would run and the plans a CUDA call would get."""
     from convattn_mm.ops import PositionCarry, backend_support, make_window
+    from convattn_mm.ops import flex
     print('sections:', ', '.join(SECTIONS))
+    if not torch.cuda.is_available():
+        print('no CUDA device here: the plans below assume Triton works on '
+              'the GPU (libnatten as installed here)')
+        real = flex.unavailable_reason
+        flex.unavailable_reason = lambda dev: None if dev == 'cuda' \
+            else real(dev)
     for name, carry in (('bias table', PositionCarry(bias=True)),
                         ('quadratic', PositionCarry(bias=True,
                                                     extra_dims=True)),

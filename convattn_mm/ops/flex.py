@@ -55,10 +55,13 @@ def unavailable_reason(device_type: str):
     except ImportError:
         return 'torch.nn.attention.flex_attention is not available'
     if device_type == 'cuda':
-        from torch.utils._triton import has_triton
-        if not has_triton():
+        from torch.utils._triton import has_triton, has_triton_package
+        if not has_triton_package():
             return ('Triton is not installed: torch.compile cannot build the '
                     'flex kernel on CUDA')
+        if not has_triton():
+            return ('Triton finds no CUDA device it supports: torch.compile '
+                    'cannot build the flex kernel')
         return None
     if device_type == 'cpu':
         if shutil.which('g++') is None and shutil.which('c++') is None:

@@ -24,16 +24,20 @@ name         what it does                            can carry
 reference    dense ``N x N`` scores, window mask     everything (tests only)
 gather       gathers ``Kw`` keys per query (torch)   everything, any device
 fused_cpu    C++ kernel, fwd + bwd                   everything, CPU
-natten       NATTEN ``na{1,2,3}d``                   shift border, no bias, no
-                                                     rel keys, no query stride;
-                                                     training on GPU only
-flex         ``flex_attention`` score/mask mods      everything; training on GPU
-                                                     only
+natten       NATTEN ``na{1,2,3}d``                   shift border, no bias
+                                                     (quadratic: extra dims),
+                                                     no rel keys, no stride
+flex         compiled ``flex_attention``, tiled      everything; training on
+             block mask (:mod:`.flex`)               CUDA only
 ============ ======================================= ===========================
 
-``'auto'`` takes the first that can run the call: on CUDA ``natten``, ``flex``,
-``gather``; on the CPU ``fused_cpu``, ``gather``. A forced backend that cannot
-run the call raises ``NotImplementedError`` naming the missing feature.
+One decision per call: :func:`plan_attention` takes what the caller carries
+(a :class:`PositionCarry`) and returns an :class:`AttentionPlan`: the
+backend and how each term travels. ``'auto'`` takes the first that can run
+the call: on CUDA ``natten`` (with libnatten only), ``flex``, ``gather``; on
+the CPU ``fused_cpu``, ``gather``; all of them linear in tokens for a window.
+A forced backend that cannot run the call raises ``NotImplementedError``
+naming the missing feature; :func:`backend_support` reports every refusal.
 """
 import math
 from dataclasses import dataclass
