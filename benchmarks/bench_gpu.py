@@ -61,7 +61,7 @@ SIZES = {
         sweep_maps={1: (9, ), 2: (6, 7), 3: (6, 6, 7)}, sweep_heads=2,
         sweep_dim=4, small=dict(B=1, C=16, S=(14, 14), heads=2, K=7),
         det=dict(B=1, C=16, S=(14, 21), heads=2, K=7), reps=1,
-        model_input=(1, 3, 64, 96), tput=dict(batch=2, size=64, iters=1,
+        model_input=(1, 3, 64, 96), tput=dict(batch=1, size=224, iters=1,
                                                warmup=0)),
 }
 

@@ -350,8 +350,10 @@ def flex_attention_op(q, k, v, spec: WindowSpec, scale, pos_bias=None,
     if spec.strided:
         q = q[:, :, spec.query_index(q.device)]
     dv = v.shape[-1]
-    d = max(q.shape[-1], dv)
-    if q.shape[-1] < d:  # flex wants q/k/v of one head dim: zero channels
+    # flex wants q/k/v of one power-of-two head dim (>= 16 for Triton): pad
+    # with zero channels, which change no dot product and no output channel
+    d = max(16, 1 << (max(q.shape[-1], dv) - 1).bit_length())
+    if q.shape[-1] < d:
         q, k = (torch.nn.functional.pad(t, [0, d - t.shape[-1]])
                 for t in (q, k))
     if dv < d:

@@ -9,9 +9,10 @@ Two NATTEN paths exist: libnatten, its compiled CUDA kernels (fused,
 forward and backward), and NATTEN's own flex-attention path, which is what a
 pure-Python install (PyPI's sdist built without the CUDA toolkit) runs;
 ``natten.HAS_LIBNATTEN`` tells which. ``backend='auto'`` takes NATTEN on
-CUDA only with libnatten. Where this backend runs NATTEN's flex path (a
-forced ``backend='natten'``, or the CPU forward) it asks NATTEN to compile
-it, so that no call falls back to eager (``N x N``) flex.
+CUDA only with libnatten. A forced ``backend='natten'`` on CUDA without
+libnatten asks NATTEN to compile its flex path; on the CPU NATTEN 0.21 has
+only its eager flex path (forward, ``N x N`` scores), which ``'auto'``
+never takes.
 """
 import functools
 import importlib.util
@@ -34,14 +35,23 @@ def has_libnatten() -> bool:
     return bool(getattr(natten, 'HAS_LIBNATTEN', False))
 
 
+def _compiles_flex(q) -> bool:
+    """NATTEN's flex path is asked to compile on CUDA (NATTEN 0.21 has no
+    compiled flex path on the CPU)."""
+    return q.is_cuda and not has_libnatten()
+
+
 def path(device_type: str) -> str:
     """Which NATTEN implementation runs on ``device_type``."""
     if not available():
         return 'natten is not installed'
     if device_type == 'cuda' and has_libnatten():
         return 'libnatten CUDA kernels (natten.HAS_LIBNATTEN is True)'
-    return ("NATTEN's flex path, compiled by this backend "
-            f'(natten.HAS_LIBNATTEN is {has_libnatten()})')
+    if device_type == 'cuda':
+        return ("NATTEN's flex path, compiled (natten.HAS_LIBNATTEN is "
+                'False)')
+    return ("NATTEN's flex path, eager: N x N scores, forward only (never "
+            "taken by backend='auto')")
 
 
 def natten_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
@@ -64,7 +74,6 @@ def natten_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
     out = fn(to_natten(q), to_natten(k), to_natten(v),
              kernel_size=tuple(a.kernel for a in spec.axes),
              dilation=tuple(a.dilation for a in spec.axes), scale=scale,
-             **({} if q.is_cuda and has_libnatten() else dict(
-                 torch_compile=True)))
+             **(dict(torch_compile=True) if _compiles_flex(q) else {}))
     out = out.movedim(-2, 1).reshape(B, H, -1, out.shape[-1])
     return out[..., :dv]

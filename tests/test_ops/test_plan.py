@@ -96,7 +96,7 @@ def test_cuda_without_libnatten_or_triton(fake_cuda, monkeypatch):
     support = backend_support(spec, _request(carry=CARRIES['rope']))
     assert support.plan.backend == 'flex'
     assert 'HAS_LIBNATTEN is False' in support.reasons['natten']
-    assert "NATTEN's flex path" in support.natten_path
+    assert "NATTEN's flex path, compiled" in support.natten_path
     monkeypatch.setattr(flex_mod, 'unavailable_reason',
                         lambda dev: 'Triton is not installed')
     support = backend_support(spec, _request(carry=CARRIES['bias table']))
