@@ -24,6 +24,8 @@ class RelativeKeys(RelPosEncoding):
     [heads, head_dim]`` (when ``use_u`` / ``use_v``). ``scale`` must match the
     layer's softmax scale (set by the layer).
     """
+    #: the layer passes its softmax ``scale`` to the constructor
+    takes_scale = True
 
     def __init__(self, num_heads, head_dims, rank, radius, step, use_u=True,
                  use_v=True, init_std=0.02, scale=None, init_cfg=None):
