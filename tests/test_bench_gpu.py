@@ -52,3 +52,13 @@ def test_tiny_cpu_run_fills_every_section(tmp_path):
     assert models == {'ConvAttnNet-T', 'SAResNet-50', 'Swin-T'}
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert '== speed ==' in proc.stdout
+
+
+def test_time_budget_skips_sections(tmp_path):
+    out = tmp_path / 'bench.json'
+    proc = _run('--device', 'cpu', '--tiny', '--json', str(out),
+                '--budget-s', '0', timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sections = json.loads(out.read_text())['sections']
+    assert sections == {name: dict(skipped='time budget')
+                        for name in ('correctness', 'speed', 'models')}
