@@ -71,11 +71,6 @@ def unavailable_reason(device_type: str):
     return f'device {device_type!r}: flex runs on CUDA and the CPU only'
 
 
-def available():
-    return unavailable_reason('cpu') is None or \
-        unavailable_reason('cuda') is None
-
-
 # ------------------------------------------------------------------ layout
 def _axis_lookup(a, pad):
     """``[Lq, L + 2*pad]`` long: table index of (query, key) or -1."""
