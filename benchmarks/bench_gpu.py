@@ -410,6 +410,7 @@ def main(argv=None):
             result['sections'][name] = dict(error=traceback.format_exc())
         write_json(args.json, result)
         _print(name, result['sections'][name])
+    write_json(args.json, result)
     failed = [r for r in result['sections'].get('correctness', {}).get(
         'rows', []) if not r['ok']]
     print(f'correctness: {len(failed)} failing rows')
