@@ -72,6 +72,7 @@ def test_every_encoding_through_flex(enc, border):
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # a second compile when run alone
 def test_sizes_in_one_bucket_share_a_compiled_function():
     """Map sizes are padded to whole tiles (8 x 16 in 2-D), so 9x11 and
     10x13 reuse the kernel compiled for 9x11 (mask border, K=3, bias)."""
@@ -109,6 +110,7 @@ def test_tiles_keep_the_block_mask_tight(spatial, K, ratio):
     assert math.prod(flex_mod.tile_shape(spec)) == flex_mod.BLOCK
 
 
+@pytest.mark.slow  # inductor's bf16 flex kernel: minutes to compile here
 def test_bf16_autocast_forward():
     layer = RelPosAttention(16, 2, kernel_size=3, border='mask',
                             pos_encoding=dict(type='RelativeBiasTable'),

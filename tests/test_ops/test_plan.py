@@ -199,3 +199,25 @@ def test_quadratic_as_extra_dims_vs_bias_vs_reference(border):
         assert convs and all(m.border == 'zeros' for m in convs)
     else:
         torch.testing.assert_close(as_dims, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_autocast_dtype_reaches_the_plan(fake_cuda):
+    """Under autocast a float32 query is planned in the autocast dtype:
+    the quadratic encoding then travels as a bias, not as extra dims."""
+    from convattn_mm.ops import attention_request
+    fake_cuda(True)
+    spec = make_window((32, 40), 7)
+    q = torch.randn(1, 2, 4, 8)
+    carry = CARRIES['quadratic']
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        req = attention_request(q, carry)
+    assert req['dtype'] == torch.bfloat16
+    assert plan_attention('auto', spec, dict(req, device='cuda')).bias_as \
+        == 'bias'
+    layer = RelPosAttention(16, 2, kernel_size=3, border='mask',
+                            pos_encoding=dict(type='QuadraticEncoding'))
+    x = torch.randn(1, 6, 7, 16)
+    ref = layer(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got = layer(x)
+    torch.testing.assert_close(got.float(), ref, rtol=0.05, atol=0.05)
