@@ -12,7 +12,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 
 .PHONY: setup setup-full demo test test-slow bench bench-convert bench-digits \
-	bench-longrange bench-throughput flops gallery clean-venv
+	bench-longrange bench-throughput bench-gpu flops gallery clean-venv
 setup: $(STAMPS)/package
 
 $(VENV)/bin/python:
@@ -69,6 +69,9 @@ bench-digits: setup
 bench-longrange: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_longrange.py \
 	  --json work_dirs/bench_longrange.json
+
+bench-gpu: setup
+	$(PY) benchmarks/bench_gpu.py --json work_dirs/bench_gpu.json
 
 bench-throughput: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_throughput.py \

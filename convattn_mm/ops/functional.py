@@ -24,19 +24,24 @@ name         what it does                            can carry
 reference    dense ``N x N`` scores, window mask     everything (tests only)
 gather       gathers ``Kw`` keys per query (torch)   everything, any device
 fused_cpu    C++ kernel, fwd + bwd                   everything, CPU
-natten       NATTEN ``na{1,2,3}d``                   shift border, no bias, no
-                                                     rel keys, no query stride;
-                                                     training on GPU only
-flex         ``flex_attention`` score/mask mods      everything; training on GPU
-                                                     only
+natten       NATTEN ``na{1,2,3}d``                   shift border, no bias
+                                                     (quadratic: extra dims),
+                                                     no rel keys, no stride
+flex         compiled ``flex_attention``, tiled      everything; training on
+             block mask (:mod:`.flex`)               CUDA only
 ============ ======================================= ===========================
 
-``'auto'`` takes the first that can run the call: on CUDA ``natten``, ``flex``,
-``gather``; on the CPU ``fused_cpu``, ``gather``. A forced backend that cannot
-run the call raises ``NotImplementedError`` naming the missing feature.
+One decision per call: :func:`plan_attention` takes what the caller carries
+(a :class:`PositionCarry`) and returns an :class:`AttentionPlan`: the
+backend and how each term travels. ``'auto'`` takes the first that can run
+the call: on CUDA ``natten`` (with libnatten only), ``flex``, ``gather``; on
+the CPU ``fused_cpu``, ``gather``; all of them linear in tokens for a window.
+A forced backend that cannot run the call raises ``NotImplementedError``
+naming the missing feature; :func:`backend_support` reports every refusal.
 """
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import torch
 
@@ -49,10 +54,80 @@ from .reference import reference_attention
 from .windows import WindowSpec, make_window
 
 
+@dataclass(frozen=True)
+class PositionCarry:
+    """How a position encoding's terms travel to the op (each encoding
+    declares one; see :mod:`convattn_mm.models.encodings`).
+
+    Attributes:
+        bias: a score ``b_δ`` per head and table offset (``pos_bias``).
+        rel_keys: relative keys ``r_δ`` (``rel_keys``).
+        extra_dims: the bias may instead travel as extra q/k head dims (the
+            quadratic encoding): used only for a kernel with no bias input,
+            and only where exact (:func:`extra_dims_refusal`).
+        rotation: q and k are changed before the op (RoPE rotations, the
+            Transformer-XL ``u`` shift); any backend carries that.
+    Nothing set: no position term.
+    """
+    bias: bool = False
+    rel_keys: bool = False
+    extra_dims: bool = False
+    rotation: bool = False
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """The op's one decision for a call: the backend, and how each term
+    travels.
+
+    Attributes:
+        backend: a name in :data:`BACKENDS`.
+        bias_as: ``'bias'`` (``pos_bias``), ``'extra_dims'`` (appended to q
+            and k by the encoding) or None (no bias term).
+        rel_keys: relative keys travel as ``rel_keys``.
+        rotation: q/k are rotated or shifted before the op.
+        detail: what exactly runs (e.g. which NATTEN path, compiled flex).
+    """
+    backend: str
+    bias_as: Optional[str] = None
+    rel_keys: bool = False
+    rotation: bool = False
+    detail: str = ''
+
+
 class _Backend:
 
-    def __init__(self, name, fn, check):
-        self.name, self.fn, self.check = name, fn, check
+    def __init__(self, name, fn, check, detail=lambda req: ''):
+        self.name, self.fn, self.check, self.detail = name, fn, check, detail
+
+
+def extra_dims_refusal(spec: WindowSpec, dtype) -> Optional[str]:
+    """None where a bias carried as extra q/k dims gives the bias path's
+    result, else the reason (the quadratic identity needs every padded key
+    masked out, and its cancellation needs float32 or wider)."""
+    if any(a.rule == 'zeros' for a in spec.axes):
+        return ("border='zeros': a zero-padded key loses its -α‖k‖² entry, "
+                'so extra dims are not exact there (carried as a bias)')
+    if dtype not in (torch.float32, torch.float64):
+        return (f'dtype {dtype}: the extra dims cancel large terms, exact '
+                f'only in float32/float64 (carried as a bias)')
+    return None
+
+
+def _bias_carriage(spec, req, takes_bias):
+    """``('bias' | 'extra_dims' | None, reason)`` for a backend that does
+    (``takes_bias``) or does not take a bias input."""
+    carry = req['carry']
+    if not carry.bias:
+        return None, None
+    if takes_bias:
+        return 'bias', None
+    if not carry.extra_dims:
+        return None, 'a position bias: this backend has no bias input'
+    reason = extra_dims_refusal(spec, req['dtype'])
+    if reason:
+        return None, f'a position bias as extra head dims: {reason}'
+    return 'extra_dims', None
 
 
 def _no_dropout(name, check):
@@ -68,12 +143,16 @@ def _no_dropout(name, check):
 def _check_natten(spec, req):
     if not _natten.available():
         return 'natten is not installed (pip install natten)'
+    if req['device'] == 'cuda' and not _natten.has_libnatten():
+        return ('natten.HAS_LIBNATTEN is False: without its CUDA kernels '
+                'NATTEN runs its own flex path (see docs/gpu.md)')
     if any(a.rule != 'shift' for a in spec.axes):
         return (f"border={spec.border!r}: NATTEN only has the 'shift' border")
-    if req['pos_bias']:
-        return 'pos_bias: NATTEN (>= 0.20) has no position bias'
-    if req['rel_keys']:
+    if req['carry'].rel_keys:
         return 'rel_keys: NATTEN has no relative keys'
+    reason = _bias_carriage(spec, req, takes_bias=False)[1]
+    if reason:
+        return f'pos_bias: NATTEN (>= 0.20) has no position bias; {reason}'
     if spec.strided:
         return 'query_stride > 1: NATTEN has no query stride'
     if any(a.kernel < 2 for a in spec.axes):
@@ -87,8 +166,9 @@ def _check_natten(spec, req):
 
 
 def _check_flex(spec, req):
-    if not _flex.available():
-        return 'torch.nn.attention.flex_attention is not available'
+    reason = _flex.unavailable_reason(req['device'])
+    if reason:
+        return reason
     if req['training'] and req['device'] != 'cuda':
         return ('backward on the CPU: FlexAttention does not support '
                 'backward on CPU')
@@ -105,30 +185,49 @@ def _check_fused(spec, req):
 
 
 BACKENDS = {
-    'reference': _Backend('reference', reference_attention, lambda s, r: None),
-    'gather': _Backend('gather', gather_attention, lambda s, r: None),
+    'reference': _Backend('reference', reference_attention, lambda s, r: None,
+                          lambda r: 'dense N x N scores (tests only)'),
+    'gather': _Backend('gather', gather_attention, lambda s, r: None,
+                       lambda r: 'plain PyTorch, K^d keys gathered per query'),
     'fused_cpu': _Backend('fused_cpu', _fused.fused_cpu_attention,
-                          _no_dropout('fused_cpu', _check_fused)),
+                          _no_dropout('fused_cpu', _check_fused),
+                          lambda r: 'C++ kernel'),
     'natten': _Backend('natten', _natten.natten_attention,
-                       _no_dropout('natten', _check_natten)),
+                       _no_dropout('natten', _check_natten),
+                       lambda r: _natten.path(r['device'])),
     'flex': _Backend('flex', _flex.flex_attention_op,
-                     _no_dropout('flex', _check_flex)),
+                     _no_dropout('flex', _check_flex),
+                     lambda r: 'torch.compile(flex_attention), tiled block '
+                     'mask'),
 }
+#: what ``'auto'`` tries, in order. Every entry grows linearly with tokens
+#: for a window: flex always runs compiled, natten only with libnatten on
+#: CUDA (its own flex fallback would run eagerly).
 AUTO_ORDER = {
     'cuda': ('natten', 'flex', 'gather'),
     'cpu': ('fused_cpu', 'gather'),
 }
 
 
-def _request(q, pos_bias, rel_keys, tensors, dropout_p=0.0):
+def attention_request(q, carry: PositionCarry, tensors=(), dropout_p=0.0):
+    """Describe a call for planning: device, dtype (the autocast dtype where
+    autocast is on), whether it trains, dropout and the carried terms."""
+    dtype = q.dtype
+    if torch.is_autocast_enabled(q.device.type) and dtype == torch.float32:
+        dtype = torch.get_autocast_dtype(q.device.type)
     return dict(
         dropout=dropout_p > 0,
         device=q.device.type,
-        dtype=q.dtype,
+        dtype=dtype,
         training=torch.is_grad_enabled()
-        and any(t is not None and t.requires_grad for t in tensors),
-        pos_bias=pos_bias is not None,
-        rel_keys=rel_keys is not None)
+        and any(t is not None and t.requires_grad for t in (q, *tensors)),
+        carry=carry)
+
+
+def _request(q, pos_bias, rel_keys, tensors, dropout_p=0.0):
+    carry = PositionCarry(bias=pos_bias is not None,
+                          rel_keys=rel_keys is not None)
+    return attention_request(q, carry, tensors, dropout_p)
 
 
 def check_backend(backend: str) -> str:
@@ -136,32 +235,90 @@ def check_backend(backend: str) -> str:
     return check_choice(backend, BACKENDS, 'backend', extra=('auto', ))
 
 
-def backend_support(spec: WindowSpec, request: dict):
-    """Probe: ``{backend name: None if it can run, else the reason}``."""
-    return {name: b.check(spec, request) for name, b in BACKENDS.items()}
+def _plan_for(name, spec, req):
+    carry = req['carry']
+    bias_as = _bias_carriage(spec, req, takes_bias=name != 'natten')[0]
+    return AttentionPlan(name, bias_as, carry.rel_keys, carry.rotation,
+                         BACKENDS[name].detail(req))
 
 
-def select_backend(backend: str, spec: WindowSpec, request: dict) -> str:
-    """Resolve ``backend`` (a name or ``'auto'``) for a call, or raise."""
+@dataclass
+class BackendSupport:
+    """What :func:`backend_support` reports.
+
+    Attributes:
+        plan: the :class:`AttentionPlan` ``backend`` resolves to, or None
+            when a forced backend cannot run the call.
+        reasons: ``{backend name: None if it can run the call, else why
+            not}`` for every backend.
+        natten_path: which NATTEN implementation would run on this device
+            (its CUDA kernels from libnatten, or its own flex path).
+    """
+    plan: Optional[AttentionPlan]
+    reasons: dict
+    natten_path: str
+
+    def __str__(self):
+        lines = [f'plan: {self.plan}', f'natten: {self.natten_path}']
+        lines += [f'  {n:<10} {r or "can run"}' for n, r in
+                  self.reasons.items()]
+        return '\n'.join(lines)
+
+
+def backend_support(spec: WindowSpec, request: dict,
+                    backend: str = 'auto') -> BackendSupport:
+    """Probe every backend for a call (``request`` as from
+    :func:`attention_request`; a dict with ``pos_bias`` / ``rel_keys``
+    booleans instead of ``carry`` is accepted too)."""
+    request = _normalise(request)
+    reasons = {name: b.check(spec, request) for name, b in BACKENDS.items()}
+    try:
+        plan = plan_attention(backend, spec, request)
+    except NotImplementedError:
+        plan = None
+    return BackendSupport(plan, reasons, _natten.path(request['device']))
+
+
+def _normalise(request):
+    if 'carry' in request:
+        return request
+    out = dict(request)
+    out['carry'] = PositionCarry(bias=bool(out.pop('pos_bias', False)),
+                                 rel_keys=bool(out.pop('rel_keys', False)))
+    out.setdefault('dropout', False)
+    return out
+
+
+def plan_attention(backend: str, spec: WindowSpec,
+                   request: dict) -> AttentionPlan:
+    """The one backend decision: resolve ``backend`` (a name or ``'auto'``)
+    for a call and say how each position term travels, or raise
+    ``NotImplementedError`` naming what a forced backend lacks."""
+    request = _normalise(request)
     if backend == 'auto':
         order = AUTO_ORDER.get(request['device'], ('gather', ))
         for name in order:
             if BACKENDS[name].check(spec, request) is None:
-                return name
-        return 'gather'
+                return _plan_for(name, spec, request)
+        return _plan_for('gather', spec, request)
     check_backend(backend)
     reason = BACKENDS[backend].check(spec, request)
     if reason is not None:
         raise NotImplementedError(
             f'backend={backend!r} cannot run this call: {reason}. Use '
             f"backend='auto' or see convattn_mm.ops.backend_support().")
-    return backend
+    return _plan_for(backend, spec, request)
+
+
+def select_backend(backend: str, spec: WindowSpec, request: dict) -> str:
+    """The backend name of :func:`plan_attention`."""
+    return plan_attention(backend, spec, request).backend
 
 
 def attention_bhnd(q, k, v, spec: WindowSpec, scale: float,
                    pos_bias: Optional[torch.Tensor] = None,
                    rel_keys: Optional[torch.Tensor] = None,
-                   backend: str = 'auto',
+                   backend: Union[str, AttentionPlan] = 'auto',
                    dropout_p: float = 0.0) -> torch.Tensor:
     """The op in the ``[B, H, N, D]`` layout with flat tables (no checks on
     the tensors; layers call this after building ``spec`` themselves).
@@ -169,15 +326,20 @@ def attention_bhnd(q, k, v, spec: WindowSpec, scale: float,
     Args:
         q, k: ``[B, H, N, D]``; v: ``[B, H, N, Dv]``; N = prod(spec.in_shape).
         pos_bias: ``[H, T]``; rel_keys: ``[H, T, D]``; T = prod(table_shape).
+        backend: a name, ``'auto'``, or an :class:`AttentionPlan` already
+            made for this call (then nothing is decided again).
         dropout_p: dropout on the attention weights (reference and gather
             only; ``'auto'`` picks gather when it is > 0).
 
     Returns:
         ``[B, H, Nq, Dv]``, Nq = prod(spec.out_shape).
     """
-    request = _request(q, pos_bias, rel_keys, (q, k, v, pos_bias, rel_keys),
-                       dropout_p)
-    name = select_backend(backend, spec, request)
+    if isinstance(backend, AttentionPlan):
+        name = backend.backend
+    else:
+        request = _request(q, pos_bias, rel_keys,
+                           (k, v, pos_bias, rel_keys), dropout_p)
+        name = select_backend(backend, spec, request)
     if dropout_p > 0:
         return BACKENDS[name].fn(q, k, v, spec, scale, pos_bias, rel_keys,
                                  dropout_p=dropout_p)

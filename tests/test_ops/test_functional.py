@@ -64,6 +64,7 @@ def test_backend_matches_reference(backend, terms, rank, border, K, d, s):
         torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.slow  # one torch.compile per case
 @pytest.mark.parametrize('rank,border,K,d,s', CASES[::3])
 def test_flex_forward_matches_reference(rank, border, K, d, s):
     spatial = SIZES[rank]
@@ -250,9 +251,11 @@ def test_training_backends_on_cpu():
                        match='FlexAttention does not support backward on CPU'):
         neighborhood_attention(q, q, q, 3, backend='flex')
     spec = make_window((6, 7), 3)
-    probe = backend_support(spec, dict(device='cpu', dtype=torch.float32,
-                                       training=True, pos_bias=True,
-                                       rel_keys=False))
+    support = backend_support(spec, dict(device='cpu', dtype=torch.float32,
+                                         training=True, pos_bias=True,
+                                         rel_keys=False))
+    probe = support.reasons
+    assert support.plan.backend == 'fused_cpu'
     assert probe['fused_cpu'] is None and probe['gather'] is None
     assert probe['flex'] is not None and probe['natten'] is not None
     assert set(probe) == set(BACKENDS)

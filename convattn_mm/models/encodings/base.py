@@ -11,6 +11,10 @@ A layer evaluates its encoding on the offsets ``δ`` of its window's table (see
 * :meth:`RelPosEncoding.augment_qk` -- optional: the same scores as extra head
   dimensions, for kernels that carry no bias (NATTEN).
 
+Each encoding declares how its terms travel (:attr:`RelPosEncoding.carry`, a
+:class:`~convattn_mm.ops.PositionCarry`); the layer hands that to the op,
+whose plan says which form each term takes.
+
 Offsets are integer pixel offsets ``[T, rank]``. Encodings with learned tables
 store them over the window they were built for (``radius`` table steps of
 ``step`` pixels per axis); offsets off that grid are rounded, and offsets
@@ -20,6 +24,7 @@ whose window shrank on a small map asks for.
 import torch
 from mmengine.model import BaseModule
 
+from convattn_mm.ops import PositionCarry
 from convattn_mm.registry import MODELS
 
 
@@ -33,10 +38,8 @@ class RelPosEncoding(BaseModule):
         radius (tuple[int]): table radius per axis, in steps.
         step (tuple[int]): pixels per table step per axis (the dilation).
     """
-    #: whether the terms depend on content (q): rel_keys, RoPE, u
-    has_bias = False
-    has_rel_keys = False
-    can_augment = False
+    #: how the terms travel to the op (nothing here)
+    carry = PositionCarry()
 
     def __init__(self, num_heads, head_dims, rank, radius, step,
                  init_cfg=None):

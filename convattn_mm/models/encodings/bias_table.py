@@ -5,6 +5,7 @@ from mmengine.logging import print_log
 from mmengine.model.weight_init import trunc_normal_
 
 from convattn_mm.registry import MODELS
+from convattn_mm.ops import PositionCarry
 from .base import RelPosEncoding, interpolate_table
 
 
@@ -30,7 +31,7 @@ class RelativeBiasTable(RelPosEncoding):
     Checkpoints with another table size are resized (bicubic/linear/
     trilinear, centre to centre) when loaded.
     """
-    has_bias = True
+    carry = PositionCarry(bias=True)
 
     def __init__(self, num_heads, head_dims, rank, radius, step,
                  init_std=0.02, init_cfg=None):

@@ -11,6 +11,7 @@ import math
 import torch
 
 from convattn_mm.registry import MODELS
+from convattn_mm.ops import PositionCarry
 from .base import RelPosEncoding
 
 #: offsets of the trained window are scaled to ``[-SPAN, SPAN]`` before the
@@ -23,7 +24,7 @@ BIAS_RANGE = 16
 @MODELS.register_module()
 class LogCPB(RelPosEncoding):
     """Args: ``hidden_dims`` (MLP width, 512 in Swin-V2)."""
-    has_bias = True
+    carry = PositionCarry(bias=True)
 
     def __init__(self, num_heads, head_dims, rank, radius, step,
                  hidden_dims=512, init_cfg=None):

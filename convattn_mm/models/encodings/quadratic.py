@@ -40,6 +40,7 @@ import torch
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
+from convattn_mm.ops import PositionCarry
 from .base import RelPosEncoding
 
 MODES = ('full', 'isotropic')
@@ -117,8 +118,7 @@ class QuadraticEncoding(RelPosEncoding):
     Parameters: ``centres [heads, rank]`` (pixels), ``log_alpha [heads]``
     (isotropic) or ``chol [heads, rank, rank]`` (full, lower triangle used).
     """
-    has_bias = True
-    can_augment = True
+    carry = PositionCarry(bias=True, extra_dims=True)
 
     def __init__(self, num_heads, head_dims, rank, radius, step,
                  mode='isotropic', init_kernel=None, init_mass=0.9,

@@ -11,6 +11,7 @@ import torch
 from mmengine.model.weight_init import trunc_normal_
 
 from convattn_mm.registry import MODELS
+from convattn_mm.ops import PositionCarry
 from .base import RelPosEncoding, interpolate_table
 from .bias_table import _resize_on_load
 
@@ -23,8 +24,6 @@ class RelativeKeys(RelPosEncoding):
     [heads, head_dim]`` (when ``use_u`` / ``use_v``). ``scale`` must match the
     layer's softmax scale (set by the layer).
     """
-    has_bias = True
-    has_rel_keys = True
     #: the layer passes its softmax ``scale`` to the constructor
     takes_scale = True
 
@@ -39,6 +38,12 @@ class RelativeKeys(RelPosEncoding):
             if use_u else None
         self.v = torch.nn.Parameter(torch.zeros(num_heads, head_dims)) \
             if use_v else None
+
+    @property
+    def carry(self):
+        """Relative keys; a bias with ``v`` or ``u``; ``u`` shifts q."""
+        return PositionCarry(bias=self.u is not None or self.v is not None,
+                             rel_keys=True, rotation=self.u is not None)
 
     def rel_keys(self, offsets):
         keys = self.keys.flatten(2)[:, :, self.table_index(offsets)]

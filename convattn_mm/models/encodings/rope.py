@@ -18,6 +18,8 @@ import torch
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
+from convattn_mm.ops import PositionCarry
+
 from .base import RelPosEncoding
 
 MODES = ('axial', 'mixed')
@@ -27,6 +29,7 @@ MODES = ('axial', 'mixed')
 class RoPE(RelPosEncoding):
     """Args: ``mode`` (``'axial'`` or ``'mixed'``), ``theta`` (base period,
     100 as in RoPE-ViT)."""
+    carry = PositionCarry(rotation=True)
 
     def __init__(self, num_heads, head_dims, rank, radius, step, mode='axial',
                  theta=100.0, init_cfg=None):

@@ -66,8 +66,9 @@ class ConvAttention(RelPosAttention):
     ``[2, heads, qk_dims]``, or None), ``proj`` (``Linear heads·C_in ->
     out_dims``), ``pos_encoding``. There is no ``qkv``.
 
-    Position terms always take the bias path (the quadratic encoding's
-    extra-head-dims form does not see zero-padded keys the way a bias does).
+    Position terms travel as the op's plan says; under ``border='zeros'``
+    that is always a bias (the quadratic encoding's extra-head-dims form does
+    not see zero-padded keys the way a bias does).
 
     Example:
         >>> layer = ConvAttention(16, 9, out_dims=32, kernel_size=3,
@@ -154,9 +155,6 @@ class ConvAttention(RelPosAttention):
         qk = self.qk(flat).reshape(B, N, 2, H, self.qk_dims)
         q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v
-
-    def _use_augmentation(self, q):
-        return False
 
     def init_content(self, std=0.02):
         """Truncated-normal q/k weights (``std``), zero q/k bias."""

@@ -18,8 +18,9 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from convattn_mm.ops import (BORDERS, GLOBAL, attention_bhnd, check_backend,
-                             make_window, to_tuple)
+from convattn_mm.ops import (BORDERS, GLOBAL, PositionCarry, attention_bhnd,
+                             attention_request, check_backend, make_window,
+                             plan_attention, to_tuple)
 from convattn_mm.ops.windows import (check_odd_kernel, table_radius,
                                      window_extent)
 from convattn_mm.ops.gather import attention_weights
@@ -208,22 +209,35 @@ class RelPosAttention(BaseModule):
 
     def attend(self, q, k, v, spec):
         """The attention core on ``[B, H, N, D]`` tensors for a window."""
-        q, k, pos_bias, rel_keys = self.position_terms(q, k, spec)
+        drop = self.attn_drop if self.training else 0.0
+        plan = self.plan(q, spec, drop, (k, v))
+        q, k, pos_bias, rel_keys = self.position_terms(q, k, spec, plan=plan)
         if self._recorder is not None:
             self._recorder.record(q, k, spec, self.scale, pos_bias, rel_keys)
-        drop = self.attn_drop if self.training else 0.0
         return attention_bhnd(q, k, v, spec, self.scale, pos_bias, rel_keys,
-                              self.backend, drop)
+                              plan, drop)
 
-    def position_terms(self, q, k, spec):
-        """Apply the encoding: returns ``q, k, pos_bias [H, T] | None,
-        rel_keys [H, T, D] | None`` for the op."""
+    def plan(self, q, spec, dropout_p=0.0, tensors=()):
+        """The op's :class:`~convattn_mm.ops.AttentionPlan` for a call with
+        queries like ``q`` on window ``spec``: the layer declares what its
+        encoding carries and follows the op's decision."""
+        enc = self.pos_encoding
+        carry = PositionCarry() if enc is None else enc.carry
+        params = () if enc is None else tuple(enc.parameters())
+        request = attention_request(q, carry, tuple(tensors) + params,
+                                    dropout_p)
+        return plan_attention(self.backend, spec, request)
+
+    def position_terms(self, q, k, spec, plan=None):
+        """Apply the encoding as ``plan`` says (default: the bias path):
+        returns ``q, k, pos_bias [H, T] | None, rel_keys [H, T, D] | None``
+        for the op."""
         enc = self.pos_encoding
         if enc is None:
             return q, k, None, None
         coords = _coords(spec, device=q.device)
         q, k = enc.transform_qk(q, k, coords, coords)
-        if enc.can_augment and self._use_augmentation(q):
+        if plan is not None and plan.bias_as == 'extra_dims':
             q, k = enc.augment_qk(q, k, coords, coords, self.scale)
             return q, k, None, None
         offsets = spec.table_offsets().to(q.device)
@@ -232,11 +246,6 @@ class RelPosAttention(BaseModule):
         bias = None if bias is None else bias.to(q.dtype)
         rel = None if rel is None else rel.to(q.dtype)
         return q, k, bias, rel
-
-    def _use_augmentation(self, q):
-        """Quadratic scores as extra head dims when running on NATTEN."""
-        return self.backend == 'natten' or (self.backend == 'auto'
-                                            and q.is_cuda)
 
     @staticmethod
     def pad_tokens(t, spatial, padded):
