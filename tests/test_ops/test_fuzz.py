@@ -129,7 +129,7 @@ def run_fuzz(max_examples=MAX_EXAMPLES, backends=FAST_BACKENDS):
             f'{with_error}'
         request = _request(q, args.get('pos_bias'), args.get('rel_keys'),
                            (q, k, v))
-        reason = backend_support(spec, request)[case['backend']]
+        reason = backend_support(spec, request).reasons[case['backend']]
         try:
             got = neighborhood_attention(q, k, v, backend=case['backend'],
                                          **args)
