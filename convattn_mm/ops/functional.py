@@ -277,14 +277,16 @@ def _na(rank, query, key, value, kernel_size, dilation, border, query_stride,
     scale = D**-0.5 if scale is None else scale
 
     def to_bhnd(x):
-        return x.reshape(B, -1, H, x.shape[-1]).transpose(1, 2)
+        return x.reshape(B, math.prod(spatial), H, x.shape[-1]).transpose(
+            1, 2)
 
     T = math.prod(tshape)
     out = attention_bhnd(
         to_bhnd(query), to_bhnd(key), to_bhnd(value), spec, scale,
         None if pos_bias is None else pos_bias.reshape(H, T),
         None if rel_keys is None else rel_keys.reshape(H, T, D), backend)
-    return out.transpose(1, 2).reshape(B, *spec.out_shape, H, -1)
+    return out.transpose(1, 2).reshape(B, *spec.out_shape, H,
+                                       out.shape[-1])
 
 
 def _per_rank(rank):

@@ -9,6 +9,8 @@ backend reports itself unavailable and ``backend='auto'`` uses ``'gather'``.
 """
 import ctypes
 import hashlib
+import math
+import numbers
 import os
 import os.path as osp
 import platform
@@ -184,11 +186,61 @@ class _FusedNA(torch.autograd.Function):
         return dq, dk, dv, dbias, drk, None, None, None
 
 
+def check_call(q, k, v, spec: WindowSpec, scale, pos_bias=None,
+               rel_keys=None):
+    """The public boundary of the C++ kernel: every size it indexes with
+    and every type it reads, checked before any pointer is handed over.
+
+    Raises:
+        TypeError: a non-tensor, a non-float dtype, a ``scale`` that is not
+            a real number; ValueError: a shape that does not match the
+            window or the other tensors, a tensor off the CPU.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f'scale={scale!r}: expected a real number (float)')
+    if not math.isfinite(float(scale)):
+        raise ValueError(f'scale={scale!r}: expected a finite number')
+    named = (('q', q), ('k', k), ('v', v), ('pos_bias', pos_bias),
+             ('rel_keys', rel_keys))
+    for name, t in named:
+        if t is None and name in ('pos_bias', 'rel_keys'):
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f'{name} must be a torch.Tensor, got '
+                            f'{type(t).__name__}')
+        if not t.is_floating_point():
+            raise TypeError(f'{name}.dtype={t.dtype}: expected a floating '
+                            f'point tensor')
+        if t.device.type != 'cpu':
+            raise ValueError(f'{name} is on {t.device}: fused_cpu runs on '
+                             f'the CPU only')
+    N, T = math.prod(spec.in_shape), math.prod(spec.table_shape)
+    if q.dim() != 4 or q.shape[2] != N:
+        raise ValueError(f'q.shape={tuple(q.shape)}: expected [B, H, N, D] '
+                         f'with N={N} (the window\'s map {spec.in_shape})')
+    B, H, _, D = q.shape
+    if tuple(k.shape) != (B, H, N, D):
+        raise ValueError(f'k.shape={tuple(k.shape)}: expected '
+                         f'{(B, H, N, D)} (as q)')
+    if v.dim() != 4 or tuple(v.shape[:3]) != (B, H, N):
+        raise ValueError(f'v.shape={tuple(v.shape)}: expected [B, H, N, Dv] '
+                         f'with [B, H, N] = {(B, H, N)}')
+    if pos_bias is not None and tuple(pos_bias.shape) != (H, T):
+        raise ValueError(f'pos_bias.shape={tuple(pos_bias.shape)}: expected '
+                         f'[H, T] = {(H, T)} for this window')
+    if rel_keys is not None and tuple(rel_keys.shape) != (H, T, D):
+        raise ValueError(f'rel_keys.shape={tuple(rel_keys.shape)}: expected '
+                         f'[H, T, D] = {(H, T, D)} for this window')
+
+
 def fused_cpu_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
                         rel_keys=None):
     """Same contract as :func:`~convattn_mm.ops.reference.reference_attention`
     (``[B, H, N, D]`` layout, any strides); float32 and float64 natively,
-    other float dtypes computed in float32 and cast back."""
+    other float dtypes computed in float32 and cast back. Sizes and types
+    are checked (:func:`check_call`) before the kernel runs; an empty batch
+    returns an empty output."""
+    check_call(q, k, v, spec, scale, pos_bias, rel_keys)
     dtype = q.dtype
     work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     nbr, tbl = spec.neighbors()

@@ -171,7 +171,8 @@ class ConvAttention(RelPosAttention):
         if padded != spatial:
             q, k, v = (self._pad(t, spatial, padded) for t in (q, k, v))
         out = self.attend(q, k, v, spec)  # [B, H, Nq, C_in]
-        out = out.transpose(1, 2).reshape(B, *spec.out_shape, -1)
+        out = out.transpose(1, 2).reshape(B, *spec.out_shape,
+                                          out.shape[1] * out.shape[-1])
         if padded != spatial:
             keep = tuple(-(-L // s) for L, s in zip(spatial,
                                                     self.query_stride))
@@ -230,7 +231,7 @@ class ConvAttention(RelPosAttention):
         """q, k ``[B, H, N, qk_dims]`` (zeros of dim 1 without content) and
         the shared value ``[B, H, N, C_in]`` (a view of ``x``)."""
         B, C, H = x.shape[0], x.shape[-1], self.num_heads
-        flat = x.reshape(B, -1, C)
+        flat = x.reshape(B, math.prod(x.shape[1:-1]), C)
         N = flat.shape[1]
         v = flat[:, None].expand(B, H, N, C)
         if self.qk is None:

@@ -13,6 +13,7 @@ For a map ``x [B, *spatial, C]`` (rank 1, 2 or 3) and each head ``h``::
 receptive field; with ``kernel_size='global'`` it is global attention.
 """
 import contextlib
+import math
 
 import torch
 import torch.nn as nn
@@ -180,7 +181,8 @@ class RelPosAttention(BaseModule):
         B, spatial = x.shape[0], tuple(x.shape[1:-1])
         spec, padded = self.window(spatial)
         H, D = self.num_heads, self.head_dims
-        qkv = self.qkv(x).reshape(B, -1, 3, H, D).permute(2, 0, 3, 1, 4)
+        N = math.prod(spatial)
+        qkv = self.qkv(x).reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, H, N, D]
         if padded != spatial:
             q, k, v = (self._pad(t, spatial, padded) for t in (q, k, v))
@@ -238,7 +240,7 @@ class RelPosAttention(BaseModule):
         for L, P in zip(reversed(spatial), reversed(padded)):
             widths += [0, P - L]
         t = torch.nn.functional.pad(t, [0, 0] + widths)
-        return t.reshape(B, H, -1, D)
+        return t.reshape(B, H, math.prod(padded), D)
 
     # ------------------------------------------------------------- recording
     @contextlib.contextmanager
