@@ -102,4 +102,4 @@ def _zero_pad(x, B, H, spatial, pads):
     for p in reversed(pads):
         widths += [p, p]
     x = torch.nn.functional.pad(x, [0, 0] + widths)
-    return x.reshape(B, H, -1, x.shape[-1])
+    return x.reshape(B, H, math.prod(x.shape[2:-1]), x.shape[-1])
