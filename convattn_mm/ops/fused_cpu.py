@@ -137,6 +137,46 @@ def _table_size(bias, rel_keys):
         rel_keys.shape[1] if rel_keys is not None else 0)
 
 
+def _kernel_forward(q, k, v, bias, rel_keys, nbr, tbl, scale):
+    """Run the forward kernel: ``out [B, H, Nq, Dv]`` (token-major memory)
+    and the probabilities ``P [B, H, Nq, Kw]``."""
+    lib = load()
+    B, H, Nq, D = q.shape
+    Nk, Dv, Kw = k.shape[2], v.shape[3], nbr.shape[1]
+    T = _table_size(bias, rel_keys)
+    out = q.new_empty(B, Nq, H, Dv).transpose(1, 2)
+    P = q.new_empty(B, H, Nq, Kw)
+    fn = lib.cam_forward_f64 if q.dtype == torch.float64 else \
+        lib.cam_forward_f32
+    fn(_ptr(q), _ptr(k), _ptr(v), _ptr(bias), _ptr(rel_keys), _ptr(nbr),
+       _ptr(tbl), _i(B), _i(H), _i(Nq), _i(Nk), _i(Kw), _i(D), _i(Dv),
+       _i(T), ctypes.c_double(scale), _strides(q, k, v, out), _ptr(out),
+       _ptr(P), ctypes.c_int(torch.get_num_threads()))
+    return out, P
+
+
+def _kernel_backward(q, k, v, bias, rel_keys, nbr, tbl, scale, P, dout, dq,
+                     dk, dv):
+    """Run the backward kernel into ``dq`` (written), ``dk``, ``dv``
+    (zeroed and accumulated by the kernel; any strides); returns ``dbias
+    [H, T]`` and ``drk [H, T, D]`` (None where the term is absent)."""
+    lib = load()
+    B, H, Nq, D = q.shape
+    Nk, Dv, Kw = k.shape[2], v.shape[3], nbr.shape[1]
+    T = _table_size(bias, rel_keys)
+    dbias = q.new_empty(B, H, T) if bias is not None else None
+    drk = q.new_empty(B, H, T, D) if rel_keys is not None else None
+    fn = lib.cam_backward_f64 if q.dtype == torch.float64 else \
+        lib.cam_backward_f32
+    fn(_ptr(q), _ptr(k), _ptr(v), _ptr(rel_keys), _ptr(nbr), _ptr(tbl),
+       _i(B), _i(H), _i(Nq), _i(Nk), _i(Kw), _i(D), _i(Dv), _i(T),
+       ctypes.c_double(scale), _strides(q, k, v, dout, dq, dk, dv), _ptr(P),
+       _ptr(dout), _ptr(dq), _ptr(dk), _ptr(dv), _ptr(dbias), _ptr(drk),
+       ctypes.c_int(torch.get_num_threads()))
+    return (None if dbias is None else dbias.sum(0),
+            None if drk is None else drk.sum(0))
+
+
 class _FusedNA(torch.autograd.Function):
     """q, k, v: [B, H, N, D] with any (b, h, n) strides and a contiguous last
     dim. The output is [B, H, Nq, Dv] stored token-major ([B, Nq, H, Dv]
@@ -144,46 +184,48 @@ class _FusedNA(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, rel_keys, nbr, tbl, scale):
-        lib = load()
-        B, H, Nq, D = q.shape
-        Nk, Dv, Kw = k.shape[2], v.shape[3], nbr.shape[1]
-        T = _table_size(bias, rel_keys)
-        out = q.new_empty(B, Nq, H, Dv).transpose(1, 2)
-        P = q.new_empty(B, H, Nq, Kw)
-        fn = lib.cam_forward_f64 if q.dtype == torch.float64 else \
-            lib.cam_forward_f32
-        fn(_ptr(q), _ptr(k), _ptr(v), _ptr(bias), _ptr(rel_keys), _ptr(nbr),
-           _ptr(tbl), _i(B), _i(H), _i(Nq), _i(Nk), _i(Kw), _i(D),
-           _i(Dv), _i(T), ctypes.c_double(scale), _strides(q, k, v, out),
-           _ptr(out), _ptr(P), ctypes.c_int(torch.get_num_threads()))
+        out, P = _kernel_forward(q, k, v, bias, rel_keys, nbr, tbl, scale)
         ctx.save_for_backward(q, k, v, bias, rel_keys, nbr, tbl, P)
         ctx.scale = scale
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        lib = load()
         q, k, v, bias, rel_keys, nbr, tbl, P = ctx.saved_tensors
-        dout = _rowmajor(dout)
-        B, H, Nq, D = q.shape
-        Nk, Dv, Kw = k.shape[2], v.shape[3], nbr.shape[1]
-        T = _table_size(bias, rel_keys)
-        dq = q.new_empty(B, H, Nq, D)
-        dk = k.new_zeros(B, H, Nk, D)
-        dv = v.new_zeros(B, H, Nk, Dv)
-        dbias = q.new_zeros(B, H, T) if bias is not None else None
-        drk = q.new_zeros(B, H, T, D) if rel_keys is not None else None
-        fn = lib.cam_backward_f64 if q.dtype == torch.float64 else \
-            lib.cam_backward_f32
-        fn(_ptr(q), _ptr(k), _ptr(v), _ptr(rel_keys), _ptr(nbr), _ptr(tbl),
-           _i(B), _i(H), _i(Nq), _i(Nk), _i(Kw), _i(D), _i(Dv), _i(T),
-           ctypes.c_double(ctx.scale),
-           _strides(q, k, v, dout, dq, dk, dv), _ptr(P), _ptr(dout),
-           _ptr(dq), _ptr(dk), _ptr(dv), _ptr(dbias), _ptr(drk),
-           ctypes.c_int(torch.get_num_threads()))
-        dbias = dbias.sum(0) if dbias is not None else None
-        drk = drk.sum(0) if drk is not None else None
+        dq, dk, dv = q.new_empty(q.shape), torch.empty_like(k), \
+            torch.empty_like(v)
+        dbias, drk = _kernel_backward(q, k, v, bias, rel_keys, nbr, tbl,
+                                      ctx.scale, P, _rowmajor(dout), dq, dk,
+                                      dv)
         return dq, dk, dv, dbias, drk, None, None, None
+
+
+def _split_qkv(qkv):
+    """Views ``q, k, v [B, H, N, D]`` of ``qkv [B, N, 3, H, D]``."""
+    return (qkv[:, :, i].transpose(1, 2) for i in range(3))
+
+
+class _FusedNAQKV(torch.autograd.Function):
+    """The q/k/v-fused entry: reads ``qkv [B, N, 3, H, D]`` (a projection's
+    output, viewed) in place and writes its gradient in that layout, so no
+    ``unbind``/``stack`` or transpose copies on either pass."""
+
+    @staticmethod
+    def forward(ctx, qkv, bias, rel_keys, nbr, tbl, scale):
+        q, k, v = _split_qkv(qkv)
+        out, P = _kernel_forward(q, k, v, bias, rel_keys, nbr, tbl, scale)
+        ctx.save_for_backward(qkv, bias, rel_keys, nbr, tbl, P)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        qkv, bias, rel_keys, nbr, tbl, P = ctx.saved_tensors
+        dqkv = torch.empty_like(qkv, memory_format=torch.contiguous_format)
+        dbias, drk = _kernel_backward(*_split_qkv(qkv), bias, rel_keys, nbr,
+                                      tbl, ctx.scale, P, _rowmajor(dout),
+                                      *_split_qkv(dqkv))
+        return dqkv, dbias, drk, None, None, None
 
 
 def check_call(q, k, v, spec: WindowSpec, scale, pos_bias=None,
@@ -256,3 +298,38 @@ def fused_cpu_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
     out = _FusedNA.apply(prep(q), prep(k), prep(v), prep_table(pos_bias),
                          prep_table(rel_keys), nbr, tbl, float(scale))
     return out.to(dtype)
+
+
+def fused_cpu_attention_qkv(qkv, spec: WindowSpec, scale, pos_bias=None,
+                            rel_keys=None):
+    """:func:`fused_cpu_attention` on a fused projection output.
+
+    Args:
+        qkv: ``[B, N, 3, H, D]`` (e.g. ``Linear(C, 3·H·D)(x).view(B, N, 3,
+            H, D)``; last dim contiguous), float32 or float64.
+        spec: the window; no query stride.
+        pos_bias ``[H, T]``, rel_keys ``[H, T, D]``: as
+            :func:`fused_cpu_attention`.
+
+    Returns:
+        ``[B, H, N, D]``, stored token-major (``[B, N, H, D]`` memory).
+    """
+    if not isinstance(qkv, torch.Tensor) or qkv.dim() != 5 or \
+            qkv.shape[2] != 3:
+        raise ValueError(f'qkv: expected a [B, N, 3, H, D] tensor, got '
+                         f'{tuple(getattr(qkv, "shape", ()))}')
+    if qkv.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f'qkv.dtype={qkv.dtype}: the fused entry takes '
+                        f'float32 or float64')
+    if spec.strided:
+        raise NotImplementedError('query_stride > 1: the fused q/k/v entry '
+                                  'has no query stride')
+    q, k, v = _split_qkv(qkv)
+    check_call(q, k, v, spec, scale, pos_bias, rel_keys)
+    nbr, tbl = spec.neighbors()
+
+    def prep_table(t):
+        return None if t is None else t.to(qkv.dtype).contiguous()
+
+    return _FusedNAQKV.apply(_rowmajor(qkv), prep_table(pos_bias),
+                             prep_table(rel_keys), nbr, tbl, float(scale))

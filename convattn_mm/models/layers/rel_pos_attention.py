@@ -19,8 +19,10 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.encodings import RelPosEncoding
 from convattn_mm.ops import (BORDERS, GLOBAL, attention_bhnd, check_backend,
                              make_window, to_tuple)
+from convattn_mm.ops import fused_cpu
 from convattn_mm.ops.gather import attention_weights
 from convattn_mm.registry import MODELS, build_module
 from convattn_mm.utils import check_choice
@@ -182,11 +184,13 @@ class RelPosAttention(BaseModule):
         spec, padded = self.window(spatial)
         H, D = self.num_heads, self.head_dims
         N = math.prod(spatial)
-        qkv = self.qkv(x).reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # [B, H, N, D]
-        if padded != spatial:
-            q, k, v = (self._pad(t, spatial, padded) for t in (q, k, v))
-        out = self.attend(q, k, v, spec)  # [B, H, Nq, D]
+        qkv = self.qkv(x).reshape(B, N, 3, H, D)
+        out = self._attend_fused(qkv, spec) if padded == spatial else None
+        if out is None:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, N, D]
+            if padded != spatial:
+                q, k, v = (self._pad(t, spatial, padded) for t in (q, k, v))
+            out = self.attend(q, k, v, spec)  # [B, H, Nq, D]
         out = out.transpose(1, 2).reshape(B, *spec.out_shape, H * D)
         if padded != spatial:
             keep = tuple(-(-L // s) for L, s in zip(spatial,
@@ -209,6 +213,38 @@ class RelPosAttention(BaseModule):
         return attention_bhnd(q, k, v, spec, self.scale, pos_bias, rel_keys,
                               self.backend, drop)
 
+    def _attend_fused(self, qkv, spec):
+        """:meth:`attend` through the C++ kernel's q/k/v-fused entry, which
+        reads ``qkv [B, N, 3, H, D]`` in place and writes its gradient in
+        that layout; None when this call cannot take it (another backend
+        or device, an encoding that changes q/k, query stride, recording,
+        attention dropout, a subclass's own :meth:`attend`)."""
+        enc = self.pos_encoding
+        if (type(self).attend is not RelPosAttention.attend
+                or self.backend not in ('auto', 'fused_cpu')
+                or qkv.device.type != 'cpu'
+                or qkv.dtype not in (torch.float32, torch.float64)
+                or spec.strided or self._recorder is not None
+                or (self.training and self.attn_drop > 0)
+                or (enc is not None and type(enc).transform_qk
+                    is not RelPosEncoding.transform_qk)
+                or fused_cpu.unavailable_reason() is not None):
+            return None
+        bias, rel = self._position_tables(spec, qkv.device, qkv.dtype)
+        return fused_cpu.fused_cpu_attention_qkv(qkv, spec, self.scale, bias,
+                                                 rel)
+
+    def _position_tables(self, spec, device, dtype):
+        """The encoding's ``pos_bias [H, T]`` and ``rel_keys [H, T, D]``
+        (None where absent) on the window's table."""
+        if self.pos_encoding is None:
+            return None, None
+        offsets = spec.table_offsets().to(device)
+        bias = self.pos_encoding.pos_bias(offsets)
+        rel = self.pos_encoding.rel_keys(offsets)
+        return (None if bias is None else bias.to(dtype),
+                None if rel is None else rel.to(dtype))
+
     def position_terms(self, q, k, spec, coords=None):
         """Apply the encoding: returns ``q, k, pos_bias [H, T] | None,
         rel_keys [H, T, D] | None`` for the op."""
@@ -221,11 +257,7 @@ class RelPosAttention(BaseModule):
         if enc.can_augment and self._use_augmentation(q):
             q, k = enc.augment_qk(q, k, coords, coords, self.scale)
             return q, k, None, None
-        offsets = spec.table_offsets().to(q.device)
-        bias = enc.pos_bias(offsets)
-        rel = enc.rel_keys(offsets)
-        bias = None if bias is None else bias.to(q.dtype)
-        rel = None if rel is None else rel.to(q.dtype)
+        bias, rel = self._position_tables(spec, q.device, q.dtype)
         return q, k, bias, rel
 
     def _use_augmentation(self, q):

@@ -209,6 +209,20 @@ void forward(const T* q, const T* k, const T* v, const T* bias, const T* rk,
   });
 }
 
+// The accumulated gradients of one (b, h) work item start at zero: its dk
+// and dv rows (any strides, e.g. views of one fused dqkv buffer) and its
+// dbias / drk slices. Zeroed here, by the thread that accumulates them.
+template <typename T>
+void zero_grads(T* dk, T* dv, T* dbias, T* drk, const Dims& g, Str sdk,
+                Str sdv, int D, int Dv) {
+  for (int64_t n = 0; n < g.Nk; ++n) {
+    std::memset(dk + n * sdk.n, 0, sizeof(T) * D);
+    std::memset(dv + n * sdv.n, 0, sizeof(T) * Dv);
+  }
+  if (dbias) std::memset(dbias, 0, sizeof(T) * g.T);
+  if (drk) std::memset(drk, 0, sizeof(T) * g.T * D);
+}
+
 // Parallel over (b, h): every write of one work item (dq, dk, dv rows of its
 // (b, h); its own dbias/drk slice) is private to it.
 template <typename T, int DT, int DVT>
@@ -241,6 +255,7 @@ void backward(const T* q, const T* k, const T* v, const T* rk,
       const T* rk_h = rk ? rk + h * g.T * D : nullptr;
       T* dbias_bh = dbias ? dbias + bh * g.T : nullptr;
       T* drk_bh = drk ? drk + bh * g.T * D : nullptr;
+      zero_grads(dkbh, dvbh, dbias_bh, drk_bh, g, sdk, sdv, D, Dv);
       for (int64_t i = 0; i < g.Nq; ++i) {
         std::memcpy(qv, qbh + i * sq.n, sizeof(T) * D);
         std::memcpy(dov, dobh + i * sdo.n, sizeof(T) * Dv);
@@ -529,6 +544,8 @@ void backward_avx512(const float* q, const float* k, const float* v,
       const float* rk_h = rk ? rk + h * g.T * D : nullptr;
       float* dbias_bh = dbias ? dbias + bh * g.T : nullptr;
       float* drk_bh = drk ? drk + bh * g.T * D : nullptr;
+      zero_grads(dkbh, dvbh, dbias_bh, drk_bh, g, lsdk, lsdv, D,
+                 (int)g.Dv);
       for (int64_t i = 0; i < g.Nq; ++i) {
         __m512 qz[ND], doz[NV], dqz[ND];
         const float* qi = qbh + i * lsq.n;
@@ -718,7 +735,7 @@ inline Str str(const int64_t* s, int which) {
 
 extern "C" {
 
-int cam_abi_version() { return 2; }
+int cam_abi_version() { return 3; }
 
 // strides: int64[12] = (b, h, n) element strides of q, k, v, out.
 // P: [B, H, Nq, Kw] contiguous output (softmax probabilities).
@@ -735,7 +752,8 @@ int cam_abi_version() { return 2; }
                           str(strides, 1), str(strides, 2), str(strides, 3), \
                           (TYPE)scale, out, P, nthreads);                    \
   }                                                                          \
-  /* strides: int64[21] = (b, h, n) of q, k, v, dout, dq, dk, dv. */         \
+  /* strides: int64[21] = (b, h, n) of q, k, v, dout, dq, dk, dv;      */ \
+  /* dk, dv, dbias [B, H, T] and drk [B, H, T, D] are zeroed here.     */ \
   void cam_backward_##SUFFIX(                                                \
       const TYPE* q, const TYPE* k, const TYPE* v, const TYPE* rk,           \
       const int32_t* nbr, const int32_t* tbl, int64_t B, int64_t H,          \
