@@ -55,9 +55,13 @@ def build_layer(enc, backend='auto', kernel=7, C=96, heads=3):
 
 
 def step(fn, x, mode):
-    """One timed call: forward + backward (train) or no-grad forward."""
+    """One timed call: forward + backward (train) or no-grad forward. The
+    backward starts from a fixed dense gradient, as in a network (the
+    gradient of ``.sum()`` is an expanded tensor that some layers copy)."""
     if mode == 'train':
-        return lambda: fn(x).sum().backward()
+        with torch.no_grad():
+            grad = torch.randn_like(fn(x))
+        return lambda: fn(x).backward(grad)
 
     def infer():
         with torch.no_grad():
