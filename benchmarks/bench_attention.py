@@ -3,7 +3,7 @@ ShiftWindowMSA, in one process, as ratios; and peak memory per map size.
 
     python benchmarks/bench_attention.py [--json OUT] [--quick] [--check]
 
-B=4, C=96, 56x56, 3 heads, K=7 (the DESIGN.md setting), forward + backward
+B=4, C=96, 56x56, 3 heads, K=7 (a NAT-style stage-1 layer), forward + backward
 (``train``) and forward under ``no_grad`` (``infer``) separately. Every layer
 runs once per round, rounds interleaved, so load that comes and goes hits
 all alike; each ratio is taken per round and printed as its median and
