@@ -2,10 +2,14 @@
 ctypes, forward and backward, every border rule, rank, dilation, query stride,
 bias table and relative keys.
 
-The library is compiled on first use (about a second with ``c++``; ``make
+The library is compiled once (about 10 s of one core with ``c++``; ``make
 setup`` does it ahead of time) into a cache folder keyed by the source hash:
-``$CONVATTN_MM_CACHE`` or ``~/.cache/convattn_mm``. Without a compiler the
-backend reports itself unavailable and ``backend='auto'`` uses ``'gather'``.
+``$CONVATTN_MM_CACHE`` or ``~/.cache/convattn_mm``. When it is not there
+yet, importing this module starts the build in a background thread, so it
+runs while the model is built and the data loaded; a first call before it
+ends waits for the rest (``CONVATTN_MM_NO_PREBUILD=1`` builds on first use
+instead). Without a compiler the backend reports itself unavailable and
+``backend='auto'`` uses ``'gather'``.
 """
 import ctypes
 import hashlib
@@ -102,6 +106,25 @@ def load():
             except Exception as e:  # no compiler, read-only cache, ...
                 _error = str(e)
     return _lib
+
+
+def _after_fork_in_child():
+    """A child forked while the parent's build thread held the lock gets a
+    free lock (and builds or loads on its own first use)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+def prebuild():
+    """Start :func:`load` in a background thread when the library is not
+    in the cache yet; returns the thread, or None when there is nothing to
+    build."""
+    if _lib is not None or _error is not None or osp.exists(library_path()):
+        return None
+    thread = threading.Thread(target=load, name='convattn_mm-kernel-build',
+                              daemon=True)
+    thread.start()
+    return thread
 
 
 def unavailable_reason():
@@ -333,3 +356,12 @@ def fused_cpu_attention_qkv(qkv, spec: WindowSpec, scale, pos_bias=None,
 
     return _FusedNAQKV.apply(_rowmajor(qkv), prep_table(pos_bias),
                              prep_table(rel_keys), nbr, tbl, float(scale))
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+_prebuild_thread = None
+if not os.environ.get('CONVATTN_MM_NO_PREBUILD'):
+    try:
+        _prebuild_thread = prebuild()
+    except OSError:  # unreadable source or cache: first use reports it
+        pass

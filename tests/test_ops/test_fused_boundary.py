@@ -81,3 +81,21 @@ def test_empty_batch_layers(backend):
         assert y.shape == (0, 8, 4, 4)
         y.sum().backward()
         assert x.grad.shape == x.shape
+
+
+def test_import_starts_the_build_in_the_background(tmp_path):
+    """An empty cache: importing the backend starts the build in a thread
+    (here with a compiler that fails at once, so nothing is compiled); the
+    first use waits for it and reports its outcome."""
+    import os
+    import subprocess
+    import sys
+    code = ('from convattn_mm.ops import fused_cpu\n'
+            'print(fused_cpu._prebuild_thread is not None)\n'
+            'print(fused_cpu.unavailable_reason().splitlines()[0])\n')
+    env = dict(os.environ, CONVATTN_MM_CACHE=str(tmp_path), CXX='false')
+    env.pop('CONVATTN_MM_NO_PREBUILD', None)
+    out = subprocess.run([sys.executable, '-c', code], env=env, text=True,
+                         capture_output=True, check=True).stdout.split('\n')
+    assert out[0] == 'True'
+    assert out[1].startswith('compiling') and out[1].endswith('failed:')

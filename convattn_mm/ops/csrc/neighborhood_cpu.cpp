@@ -16,9 +16,9 @@
 // The forward stores P ([B, H, Nq, Kw], contiguous; linear in tokens) and the
 // backward reads it instead of recomputing the scores.
 //
-// Common head dims (16, 32, 64) are compile-time specialised so that the
-// per-row loops unroll into a few vector instructions; any other dim uses the
-// generic instantiation.
+// Common head dims (16, 32, 64) are compile-time specialised in float32 so
+// that the per-row loops unroll into a few vector instructions; any other
+// dim, and float64, use the generic instantiation.
 //
 // Plain C ABI (loaded with ctypes), no torch headers: builds in seconds.
 // Threads: std::thread over independent work items.
@@ -642,15 +642,6 @@ using BwdFn = void (*)(const T*, const T*, const T*, const T*,
                        Str, Str, Str, Str, T, const T*, const T*, T*, T*, T*,
                        T*, T*, int);
 
-template <typename T, int DT>
-FwdFn<T> pick_fwd_v(int64_t Dv) {
-  switch (Dv) {
-    case 16: return forward<T, DT, 16>;
-    case 32: return forward<T, DT, 32>;
-    case 64: return forward<T, DT, 64>;
-    default: return forward<T, DT, 0>;
-  }
-}
 #if defined(CAM_AVX512)
 template <int ND>
 FwdFn<float> pick_fwd_avx_v(int64_t Dv) {
@@ -697,34 +688,33 @@ BwdFn<float> pick_bwd_fast<float>(int64_t D, int64_t Dv) {
 }
 #endif
 
+// Generic kernels: float64 (tests, gradcheck) runs the run-time-dim
+// instantiation; float32 is specialised for equal q/k and value dims of
+// 16, 32, 64 (the AVX-512 kernels take those first where the CPU has them).
+// Few instantiations keep the first-use build short.
 template <typename T>
 FwdFn<T> pick_fwd(int64_t D, int64_t Dv) {
   if (FwdFn<T> f = pick_fwd_fast<T>(D, Dv)) return f;
-  switch (D) {
-    case 16: return pick_fwd_v<T, 16>(Dv);
-    case 32: return pick_fwd_v<T, 32>(Dv);
-    case 64: return pick_fwd_v<T, 64>(Dv);
-    default: return pick_fwd_v<T, 0>(Dv);
+  if (sizeof(T) == 4 && D == Dv) {
+    switch (D) {
+      case 16: return forward<T, 16, 16>;
+      case 32: return forward<T, 32, 32>;
+      case 64: return forward<T, 64, 64>;
+    }
   }
-}
-template <typename T, int DT>
-BwdFn<T> pick_bwd_v(int64_t Dv) {
-  switch (Dv) {
-    case 16: return backward<T, DT, 16>;
-    case 32: return backward<T, DT, 32>;
-    case 64: return backward<T, DT, 64>;
-    default: return backward<T, DT, 0>;
-  }
+  return forward<T, 0, 0>;
 }
 template <typename T>
 BwdFn<T> pick_bwd(int64_t D, int64_t Dv) {
   if (BwdFn<T> f = pick_bwd_fast<T>(D, Dv)) return f;
-  switch (D) {
-    case 16: return pick_bwd_v<T, 16>(Dv);
-    case 32: return pick_bwd_v<T, 32>(Dv);
-    case 64: return pick_bwd_v<T, 64>(Dv);
-    default: return pick_bwd_v<T, 0>(Dv);
+  if (sizeof(T) == 4 && D == Dv) {
+    switch (D) {
+      case 16: return backward<T, 16, 16>;
+      case 32: return backward<T, 32, 32>;
+      case 64: return backward<T, 64, 64>;
+    }
   }
+  return backward<T, 0, 0>;
 }
 
 inline Str str(const int64_t* s, int which) {
