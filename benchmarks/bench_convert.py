@@ -129,8 +129,9 @@ def main(argv=None):
             lay = layouts[name]
             probe = ', '.join(f'{k} {v:.0f} ms'
                               for k, v in lay['probe_ms'].items())
-            print(f'  {name:9s}: median {result[mode]["ms"][name]["median"]:7.0f}'
-                  f' ms in {lay["chosen"]} (layout probe: {probe})')
+            med = result[mode]['ms'][name]['median']
+            print(f'  {name:9s}: median {med:7.0f} ms in {lay["chosen"]} '
+                  f'(layout probe: {probe})')
         print(f'  converted / original: {fmt_spread(ratio)} '
               f'(median (min-max) over rounds)')
         checks.append((f'{mode}: converted / original', ratio, '<=',

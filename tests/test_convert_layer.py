@@ -214,7 +214,7 @@ def test_argument_errors():
 def test_exact_layer_conv_weight_is_the_convs():
     conv = _conv(cin=4, cout=6, k=(3, 5), d=2)
     layer = conv_to_attention(conv)
-    # one-hot weights: W_δ = W_o^{h(δ)} exactly, so the outputs are the conv's
+    # one-hot weights: W_δ = W_o^{h(δ)} exactly, so outputs are the conv's
     assert torch.equal(layer.conv_weight(), conv.weight)
     x = torch.randn(2, 4, 9, 11)
     with torch.no_grad():
