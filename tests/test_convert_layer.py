@@ -259,3 +259,13 @@ def test_fast_path_not_taken_when_recording_or_content():
     assert len(rec.records) == 1
     soft = conv_to_attention(conv, init='quadratic')
     assert not soft._runs_as_conv((6, 6))
+
+
+def test_exact_fast_path_is_bit_identical_in_both_layouts():
+    conv = _conv(cin=16, cout=24, k=3)
+    layer = conv_to_attention(conv)
+    assert layer.conv_weight().is_contiguous()
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 16, 15, 13).contiguous(memory_format=fmt)
+        with torch.no_grad():
+            assert torch.equal(layer(x), conv(x))

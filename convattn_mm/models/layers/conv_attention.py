@@ -200,9 +200,10 @@ class ConvAttention(RelPosAttention):
         # zeros border: table entry t is window slot t (row-major kernel)
         attn = bias.to(self.proj.weight.dtype).softmax(-1)  # [H, Kw]
         w_o = self.proj.weight.view(self.out_dims, H, C)
-        weight = torch.matmul(attn.t(), w_o)  # [C_out, Kw, C_in]
-        # a view in channels-last strides (what oneDNN packs from fastest)
-        return weight.transpose(1, 2).reshape(self.out_dims, C, *window)
+        # contiguous [C_out, C_in, Kw]: the conv's own weight layout, so an
+        # exact conversion runs the very same convolution as the CNN
+        weight = torch.matmul(w_o.transpose(1, 2), attn)
+        return weight.view(self.out_dims, C, *window)
 
     def _conv_forward(self, x):
         """``[B, C, *spatial] -> [B, out_dims, *out_spatial]`` as the
