@@ -12,7 +12,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 
 .PHONY: setup setup-full demo test test-slow bench bench-convert bench-digits \
-	bench-longrange bench-throughput bench-gpu flops gallery clean-venv
+	bench-longrange bench-throughput bench-gpu bench-check flops gallery clean-venv
 setup: $(STAMPS)/package
 
 $(VENV)/bin/python:
@@ -76,6 +76,18 @@ bench-gpu: setup
 bench-throughput: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_throughput.py \
 	  --json work_dirs/bench_throughput.json
+
+# release check (not part of `make test`): exit 1 when a speed target of
+# the benchmarks is missed; run on an idle machine
+bench-check: setup
+	status=0; \
+	$(PY) benchmarks/bench_attention.py --check --skip-memory \
+	  --json work_dirs/bench_attention_check.json || status=1; \
+	$(PY) benchmarks/bench_convert.py --check \
+	  --json work_dirs/bench_convert_check.json || status=1; \
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_throughput.py --check \
+	  --json work_dirs/bench_throughput_check.json || status=1; \
+	exit $$status
 
 flops: setup
 	$(PY) tools/get_flops.py configs/convattn_net/convattnnet-tiny_8xb128_in1k.py

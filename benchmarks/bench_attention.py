@@ -1,22 +1,32 @@
 """Benchmark RelPosAttention on the CPU against Conv2d 3x3 and Swin's
 ShiftWindowMSA, in one process, as ratios; and peak memory per map size.
 
-    python benchmarks/bench_attention.py [--json OUT] [--quick]
+    python benchmarks/bench_attention.py [--json OUT] [--quick] [--check]
 
-Forward + backward, B=4, C=96, 56x56, 3 heads, K=7 (a NAT-style stage-1 layer).
+B=4, C=96, 56x56, 3 heads, K=7 (a NAT-style stage-1 layer), forward + backward
+(``train``) and forward under ``no_grad`` (``infer``) separately. Every layer
+runs once per round, rounds interleaved, so load that comes and goes hits
+all alike; each ratio is taken per round and printed as its median and
+min-max over the rounds. Conv2d runs in its fastest memory layout
+(contiguous or channels_last, chosen by timing both; the choice is
+printed). ``--check`` exits 1 when a target ratio (``TARGETS``) is missed:
+a release check for an idle machine, not a CI test.
+
 Memory: each map size runs in its own subprocess (peak RSS, reset after
-the imports), so sizes do not pollute each other. Run on an idle
-machine: with 2 cores anything else running skews the ratios.
+the imports), so sizes do not pollute each other.
 """
 import argparse
-import json
 import os
+import os.path as osp
 import subprocess
 import sys
-import time
 import warnings
 
 import torch
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import (check_targets, fastest_layout, fmt_spread,  # noqa: E402
+                     interleaved, ratio_spread, spread, write_json)
 
 warnings.filterwarnings('ignore')
 
@@ -28,24 +38,48 @@ ENCODINGS = {
     'rope (axial)': dict(type='RoPE'),
     'log-cpb': dict(type='LogCPB'),
 }
-
-
-def timeit(fn, x, reps, warmup=2):
-    for _ in range(warmup):
-        fn(x).sum().backward()
-    best = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn(x).sum().backward()
-        best.append(time.perf_counter() - t)
-    best.sort()
-    return best[len(best) // 2]  # median
+MODES = ('train', 'infer')
+CONV3, SWIN, BIAS = 'Conv2d 3x3', 'ShiftWindowMSA (w7, shifted)', \
+    'RelPosAttention K=7, bias table'
+#: (numerator, denominator, bound): median ratio <= bound, in every mode
+TARGETS = [(BIAS, CONV3, 0.8), (BIAS, SWIN, 0.7)] + [
+    (f'RelPosAttention K=7, {name}', BIAS, 1.2) for name in ENCODINGS
+    if name != 'bias table'
+]
 
 
 def build_layer(enc, backend='auto', kernel=7, C=96, heads=3):
     from convattn_mm.models.layers import RelPosAttention
     return RelPosAttention(C, heads, kernel_size=kernel, pos_encoding=enc,
                            backend=backend)
+
+
+def step(fn, x, mode):
+    """One timed call: forward + backward (train) or no-grad forward. The
+    backward starts from a fixed dense gradient, as in a network (the
+    gradient of ``.sum()`` is an expanded tensor that some layers copy)."""
+    if mode == 'train':
+        with torch.no_grad():
+            grad = torch.randn_like(fn(x))
+        return lambda: fn(x).backward(grad)
+
+    def infer():
+        with torch.no_grad():
+            fn(x)
+
+    return infer
+
+
+def conv_candidates(conv, x, mode):
+    """``{layout: step}`` of a conv in both memory layouts."""
+    cl = torch.channels_last
+    conv_cl = torch.nn.Conv2d(conv.in_channels, conv.out_channels,
+                              conv.kernel_size, padding=conv.padding)
+    conv_cl.load_state_dict(conv.state_dict())
+    conv_cl = conv_cl.to(memory_format=cl)
+    x_cl = x.detach().to(memory_format=cl).requires_grad_(x.requires_grad)
+    return {'contiguous': step(conv, x, mode),
+            'channels_last': step(conv_cl, x_cl, mode)}
 
 
 def speed(args):
@@ -55,38 +89,70 @@ def speed(args):
     x_nchw = torch.randn(B, C, S, S, requires_grad=True)
     x_nhwc = torch.randn(B, S, S, C, requires_grad=True)
     x_tok = torch.randn(B, S * S, C, requires_grad=True)
-    conv = torch.nn.Conv2d(C, C, 3, padding=1)
     swin = ShiftWindowMSA(C, heads, window_size=K, shift_size=K // 2)
-    reps = 5 if args.quick else 15
-    rows = []
-    t_conv = timeit(conv, x_nchw, reps)
-    t_swin = timeit(lambda t: swin(t, (S, S)), x_tok, reps)
-    rows.append(('Conv2d 3x3', '-', t_conv))
-    rows.append(('Conv2d 7x7', '-',
-                 timeit(torch.nn.Conv2d(C, C, 7, padding=3), x_nchw, reps)))
-    rows.append(('ShiftWindowMSA (w7, shifted)', '-', t_swin))
-    backends = ['fused_cpu', 'gather']
-    for name, enc in ENCODINGS.items():
-        for backend in backends:
-            if args.quick and (backend == 'gather' and name != 'bias table'):
-                continue
-            layer = build_layer(enc, backend)
-            rows.append((f'RelPosAttention K=7, {name}', backend,
-                         timeit(layer, x_nhwc, reps)))
-    layer = build_layer(dict(type='RelativeBiasTable'), kernel='global')
-    rows.append(('RelPosAttention global, bias table', 'fused_cpu',
-                 timeit(layer, x_nhwc, max(3, reps // 3))))
-    out = []
-    print(f'\nforward+backward, B={B}, C={C}, {S}x{S}, {heads} heads, K={K},'
-          f' {torch.get_num_threads()} threads (median of {reps})')
-    print(f'{"layer":44s} {"backend":10s} {"ms":>8s} {"/conv3x3":>9s} '
-          f'{"/swin":>7s}')
-    for name, backend, t in rows:
-        print(f'{name:44s} {backend:10s} {1e3 * t:8.1f} {t / t_conv:9.2f} '
-              f'{t / t_swin:7.2f}')
-        out.append(dict(layer=name, backend=backend, ms=1e3 * t,
-                        ratio_conv3x3=t / t_conv, ratio_swin=t / t_swin))
-    return out
+    rounds = 3 if args.quick else args.rounds
+    result = {}
+    for mode in MODES:
+        fns, layouts = {}, {}
+        convs = [(CONV3, 3)] + ([] if args.quick else [('Conv2d 7x7', 7)])
+        for name, k in convs:
+            conv = torch.nn.Conv2d(C, C, k, padding=k // 2)
+            cands = conv_candidates(conv, x_nchw, mode)
+            layout, probe = fastest_layout(cands)
+            layouts[name] = dict(chosen=layout, probe_ms={
+                k: 1e3 * v for k, v in probe.items()})
+            fns[name] = cands[layout]
+        fns[SWIN] = step(lambda t: swin(t, (S, S)), x_tok, mode)
+        for name, enc in ENCODINGS.items():
+            fns[f'RelPosAttention K=7, {name}'] = step(
+                build_layer(enc, 'fused_cpu'), x_nhwc, mode)
+        if args.extra:
+            fns['RelPosAttention K=7, bias table, gather'] = step(
+                build_layer(ENCODINGS['bias table'], 'gather'), x_nhwc, mode)
+            fns['RelPosAttention global, bias table'] = step(
+                build_layer(ENCODINGS['bias table'], kernel='global'),
+                x_nhwc, mode)
+        times = interleaved(fns, rounds, inner=args.inner)
+        rows = []
+        for name in fns:
+            rows.append(dict(
+                layer=name, layout=layouts.get(name, {}).get('chosen', '-'),
+                ms={k: 1e3 * v for k, v in spread(times[name]).items()},
+                ratio_conv3x3=ratio_spread(times, name, CONV3),
+                ratio_swin=ratio_spread(times, name, SWIN),
+                ratio_bias_table=ratio_spread(times, name, BIAS)))
+        result[mode] = dict(rows=rows, conv_layouts=layouts)
+        what = ('forward+backward' if mode == 'train' else
+                'forward, no_grad')
+        print(f'\n{what} ({mode}), B={B}, C={C}, {S}x{S}, {heads} heads, '
+              f'K={K}, {torch.get_num_threads()} threads, {rounds} '
+              f'interleaved rounds (best of {args.inner} per round); '
+              f'ratios: median (min-max) over rounds')
+        for name, lay in layouts.items():
+            probe = ', '.join(f'{k} {v:.1f} ms'
+                              for k, v in lay['probe_ms'].items())
+            print(f'  {name}: fastest layout {lay["chosen"]} ({probe})')
+        print(f'{"layer":44s} {"ms":>7s} {"/ Conv2d 3x3":>18s} '
+              f'{"/ ShiftWindowMSA":>18s} {"/ bias table":>18s}')
+        for r in rows:
+            print(f'{r["layer"]:44s} {r["ms"]["median"]:7.1f} '
+                  f'{fmt_spread(r["ratio_conv3x3"]):>18s} '
+                  f'{fmt_spread(r["ratio_swin"]):>18s} '
+                  f'{fmt_spread(r["ratio_bias_table"]):>18s}')
+    return result
+
+
+def targets(result):
+    """``check_targets`` input: every target in every mode."""
+    key = {CONV3: 'ratio_conv3x3', SWIN: 'ratio_swin',
+           BIAS: 'ratio_bias_table'}
+    checks = []
+    for mode in MODES:
+        rows = {r['layer']: r for r in result[mode]['rows']}
+        for num, den, bound in TARGETS:
+            checks.append((f'{mode}: {num} / {den}', rows[num][key[den]],
+                           '<=', bound))
+    return checks
 
 
 MEM_SCRIPT = '''
@@ -143,24 +209,31 @@ def memory(args):
     return rows
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--json', help='write results here')
     parser.add_argument('--quick', action='store_true',
-                        help='fewer repetitions and sizes (a smoke run)')
+                        help='3 rounds, fewer layers and sizes (a smoke run)')
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--inner', type=int, default=3,
+                        help='calls per layer per round (the best counts)')
+    parser.add_argument('--extra', action='store_true',
+                        help='also the gather backend and global attention '
+                        '(slow)')
     parser.add_argument('--skip-memory', action='store_true')
-    args = parser.parse_args()
+    parser.add_argument('--check', action='store_true',
+                        help='exit 1 when a target ratio is missed')
+    args = parser.parse_args(argv)
     result = dict(threads=torch.get_num_threads(), torch=torch.__version__,
                   speed=speed(args))
+    missed = check_targets(targets(result['speed']))
+    result['missed_targets'] = missed
     if not args.skip_memory:
         result['memory'] = memory(args)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)),
-                    exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
-        print(f'\nwrote {args.json}')
+        write_json(args.json, result)
+    return 1 if args.check and missed else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,28 +1,38 @@
-"""Training throughput (images/s, forward + backward) at 224×224 of
-ConvAttnNet-T against mmpretrain's Swin-T and ConvNeXt-T, in one run.
+"""Throughput (images/s) at 224×224 of ConvAttnNet-T against mmpretrain's
+Swin-T and ConvNeXt-T, training (forward + backward) and inference (no-grad
+forward), in one run.
 
-    python benchmarks/bench_throughput.py [--batch 16] [--iters 5]
+    python benchmarks/bench_throughput.py [--batch 16] [--rounds 3] [--check]
     python benchmarks/bench_throughput.py --quick    # smoke run
 
-Backbone + global pooling + a 1000-way linear head, cross-entropy, SGD
-step excluded (forward + backward only); ``--warmup`` untimed iterations
-first. Ratios are to Swin-T measured in the same process. GFLOPs (one
-image, multiply-adds) come from ``tools/get_flops.py``'s counter, the same
-for every model.
+Backbone + global pooling + a 1000-way linear head; the training step is
+forward, cross-entropy and backward (optimiser step excluded). The models
+run in interleaved rounds (one step of each per round), and each ratio to
+Swin-T is taken per round and printed as its median and min-max. Each model
+runs in its fastest input layout (contiguous or channels_last, chosen by
+timing both; printed). GFLOPs (one image, multiply-adds) come from
+``tools/get_flops.py``'s counter, the same for every model. ``--check``
+exits 1 when ConvAttnNet-T misses a target ratio (``TARGETS``).
 """
 import argparse
 import os.path as osp
+import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import print_table, write_json  # noqa: E402
+from _common import (check_targets, fastest_layout, fmt_spread,  # noqa: E402
+                     interleaved, print_table, spread, write_json)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 from get_flops import complexity  # noqa: E402
+
+SWIN, OURS = 'Swin-T (mmpretrain)', 'ConvAttnNet-T'
+#: ConvAttnNet-T images/s / Swin-T images/s, median over rounds, per mode
+TARGETS = dict(train=1.3, infer=1.3)
+MODES = ('train', 'infer')
 
 
 def models():
@@ -30,69 +40,109 @@ def models():
 
     from convattn_mm.models.backbones import ConvAttnNet
     return {
-        'Swin-T (mmpretrain)': (lambda: SwinTransformer('tiny'), 768),
+        SWIN: (lambda: SwinTransformer('tiny'), 768),
         'ConvNeXt-T (mmpretrain)': (lambda: ConvNeXt('tiny'), 768),
-        'ConvAttnNet-T': (lambda: ConvAttnNet('tiny'), 512),
+        OURS: (lambda: ConvAttnNet('tiny'), 512),
     }
 
 
-def measure(backbone, channels, batch, size, iters, warmup):
-    head = torch.nn.Linear(channels, 1000)
-    backbone.train()
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, 1000, (batch, ))
+def steps(backbone, head, x, y, mode):
+    """``{layout: fn}``: one training step or inference call per layout."""
 
-    def step():
-        feats = backbone(x)[-1]
+    def logits(inp):
+        feats = backbone(inp)[-1]
         if feats.dim() == 4:
             feats = feats.mean((2, 3))
-        loss = torch.nn.functional.cross_entropy(head(feats), y)
-        loss.backward()
+        return head(feats)
 
-    for _ in range(warmup):
-        step()
-    t = time.perf_counter()
-    for _ in range(iters):
-        step()
-    sec = time.perf_counter() - t
-    params = sum(p.numel() for p in backbone.parameters())
-    return batch * iters / sec, params
+    out = {}
+    for layout, fmt in (('contiguous', torch.contiguous_format),
+                        ('channels_last', torch.channels_last)):
+        xl = x.contiguous(memory_format=fmt)
+        if mode == 'train':
+
+            def fn(xl=xl):
+                torch.nn.functional.cross_entropy(logits(xl), y).backward()
+        else:
+
+            def fn(xl=xl):
+                with torch.no_grad():
+                    logits(xl)
+
+        out[layout] = fn
+    return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--size', type=int, default=224)
-    p.add_argument('--iters', type=int, default=5)
+    p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--quick', action='store_true')
+    p.add_argument('--check', action='store_true',
+                   help='exit 1 when a target ratio is missed')
     p.add_argument('--json', default=osp.join(ROOT, 'work_dirs',
                                               'bench_throughput.json'))
     args = p.parse_args(argv)
     if args.quick:
-        args.batch, args.iters, args.warmup = 2, 1, 0
-    results, rows = {}, []
+        args.batch, args.rounds, args.warmup = 2, 1, 0
+    torch.manual_seed(0)
+    built = {}
     for name, (build, ch) in models().items():
         torch.manual_seed(0)
         backbone = build()
-        ips, params = measure(backbone, ch, args.batch, args.size, args.iters,
-                              args.warmup)
         flops = complexity(backbone, (args.size, args.size))['flops']
-        results[name] = dict(images_per_s=ips, params=params, gflops=flops /
-                             1e9)
-    base = results['Swin-T (mmpretrain)']['images_per_s']
-    for name, r in results.items():
-        r['ratio_vs_swin_t'] = r['images_per_s'] / base
-        rows.append([name, f'{r["params"] / 1e6:.1f} M',
-                     f'{r["gflops"]:.2f}', f'{r["images_per_s"]:.2f}',
-                     f'{r["ratio_vs_swin_t"]:.2f}'])
-    print(f'\nfwd+bwd at {args.size}x{args.size}, batch {args.batch}, '
-          f'{args.iters} timed iteration(s), {torch.get_num_threads()} '
-          f'thread(s){" (QUICK smoke run)" if args.quick else ""}')
-    print_table(['model', 'backbone params', 'GFLOPs', 'images/s',
-                 'vs Swin-T'], rows)
-    write_json(args.json, dict(args=vars(args), results=results))
-    return 0
+        params = sum(p.numel() for p in backbone.parameters())
+        built[name] = (backbone, torch.nn.Linear(ch, 1000), params, flops)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.randint(0, 1000, (args.batch, ))
+    results = {name: dict(params=b[2], gflops=b[3] / 1e9)
+               for name, b in built.items()}
+    checks = []
+    for mode in MODES:
+        fns = {}
+        for name, (backbone, head, _, _) in built.items():
+            backbone.train(mode == 'train')
+            cands = steps(backbone, head, x, y, mode)
+            layout, probe = fastest_layout(cands, rounds=1)
+            fns[name] = cands[layout]
+            results[name][mode] = dict(layout=layout, probe_s=probe)
+        times = interleaved(fns, args.rounds, warmup=args.warmup)
+        for name in built:
+            ips = [args.batch / t for t in times[name]]
+            rel = [a / b for a, b in zip(ips, (args.batch / t
+                                               for t in times[SWIN]))]
+            results[name][mode].update(images_per_s=spread(ips),
+                                       ratio_vs_swin_t=spread(rel))
+        checks.append((f'{mode}: {OURS} / {SWIN} images/s',
+                       results[OURS][mode]['ratio_vs_swin_t'], '>=',
+                       TARGETS[mode]))
+    for mode in MODES:
+        what = ('training (fwd+bwd)' if mode == 'train' else
+                'inference (no_grad forward)')
+        print(f'\n{what} at {args.size}x{args.size}, batch {args.batch}, '
+              f'{args.rounds} interleaved round(s), '
+              f'{torch.get_num_threads()} thread(s)'
+              f'{" (QUICK smoke run)" if args.quick else ""}; ratios: '
+              f'median (min-max) over rounds')
+        rows = []
+        for name, r in results.items():
+            m = r[mode]
+            rows.append([name, f'{r["params"] / 1e6:.1f} M',
+                         f'{r["gflops"]:.2f}', m['layout'],
+                         f'{m["images_per_s"]["median"]:.2f}',
+                         fmt_spread(m['ratio_vs_swin_t'])])
+        print_table(['model', 'backbone params', 'GFLOPs', 'layout',
+                     'images/s', 'vs Swin-T'], rows)
+    missed = check_targets(checks)
+    for r in results.values():
+        for mode in MODES:
+            r[mode]['probe_s'] = {k: float(v) for k, v in
+                                  r[mode]['probe_s'].items()}
+    write_json(args.json, dict(args=vars(args), results=results,
+                               missed_targets=missed))
+    return 1 if args.check and missed else 0
 
 
 if __name__ == '__main__':

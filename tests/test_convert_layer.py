@@ -209,3 +209,63 @@ def test_argument_errors():
     with pytest.raises(ValueError, match=r'x.shape=\(2, 3, 5\): expected '
                        r'\[B, C, \*spatial\]'):
         layer(torch.randn(2, 3, 5))
+
+
+def test_exact_layer_conv_weight_is_the_convs():
+    conv = _conv(cin=4, cout=6, k=(3, 5), d=2)
+    layer = conv_to_attention(conv)
+    # one-hot weights: W_δ = W_o^{h(δ)} exactly, so outputs are the conv's
+    assert torch.equal(layer.conv_weight(), conv.weight)
+    x = torch.randn(2, 4, 9, 11)
+    with torch.no_grad():
+        assert torch.equal(layer(x), conv(x))
+
+
+@pytest.mark.parametrize('case', [CASES[3], CASES[8], CASES[12], CASES[15],
+                                  CASES[18], CASES[19]],
+                         ids=lambda c: str(c[:9]))
+@pytest.mark.parametrize('layout', ['channels_first', 'channels_last'])
+def test_position_only_fast_path_equals_attention_op(case, layout):
+    """backend='auto' runs a position-only layer as its conv; a forced
+    backend runs the attention op. A soft table (not one-hot) makes every
+    head's weights dense: outputs and gradients of both agree."""
+    rank, cin, cout, k, s, d, g, bias, spatial = case
+    conv = _conv(rank, cin, cout, k, s, d, g, bias, dtype=torch.float64)
+    fast = conv_to_attention(conv)
+    with torch.no_grad():
+        fast.pos_encoding.table.normal_()
+    fast.layout = layout
+    slow = conv_to_attention(conv, backend='fused_cpu')
+    slow.load_state_dict(fast.state_dict())
+    slow.layout = layout
+    assert fast._runs_as_conv(spatial) and not slow._runs_as_conv(spatial)
+    x = torch.randn(2, cin, *spatial, dtype=torch.float64)
+    if layout == 'channels_last':
+        x = x.movedim(1, -1)
+    ys = [m(x) for m in (fast, slow)]
+    torch.testing.assert_close(ys[0], ys[1], rtol=1e-12, atol=1e-12)
+    g0 = torch.randn_like(ys[0])
+    grads = [torch.autograd.grad(y, list(m.parameters()), g0)
+             for y, m in zip(ys, (fast, slow))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fast_path_not_taken_when_recording_or_content():
+    conv = _conv(cin=4, cout=4)
+    layer = conv_to_attention(conv)
+    with layer.recording() as rec:
+        layer(torch.randn(1, 4, 6, 6))
+    assert len(rec.records) == 1
+    soft = conv_to_attention(conv, init='quadratic')
+    assert not soft._runs_as_conv((6, 6))
+
+
+def test_exact_fast_path_is_bit_identical_in_both_layouts():
+    conv = _conv(cin=16, cout=24, k=3)
+    layer = conv_to_attention(conv)
+    assert layer.conv_weight().is_contiguous()
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 16, 15, 13).contiguous(memory_format=fmt)
+        with torch.no_grad():
+            assert torch.equal(layer(x), conv(x))

@@ -25,14 +25,29 @@ Cost per output token: attention ``K·K_w·C_in`` MACs, ``proj``
 ``K·C_in·C_out`` (the convolution's count for ``groups=1``; a grouped conv
 becomes a block-diagonal ``proj`` at ``groups`` times the conv's MACs), plus
 ``2·K·qk_dims·C_in`` for content.
+
+Position-only fast path: without content (``qk_dims=0``), with the
+``'zeros'`` border and a bias-only encoding, head ``h``'s weights
+``a^h = softmax(b^h)`` are the same for every query, so the layer is the
+convolution with weight ``W_δ = Σ_h a^h_δ W_o^h`` (and ``proj``'s bias)::
+
+    y = conv(x, Σ_h a^h ⊗ W_o^h) + b
+
+which is what ``backend='auto'`` runs (forward and backward, gradients reach
+the table and ``proj`` through the weight). For an exactly converted conv
+``a^h`` is one-hot, so the weight *is* the conv's and so are the outputs.
+A forced backend, attention dropout in training or :meth:`recording` run
+the attention op instead.
 """
 import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
-from convattn_mm.ops import attention_bhnd
+from convattn_mm.models.encodings import RelPosEncoding
+from convattn_mm.ops import GLOBAL, attention_bhnd, make_window
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
@@ -130,6 +145,12 @@ class ConvAttention(RelPosAttention):
             raise ValueError(
                 f'x.shape={tuple(x.shape)}: expected [B, C, *spatial] with '
                 f'{self.rank} spatial axes')
+        if self._runs_as_conv(tuple(x.shape[2:])):
+            if x.shape[1] != self.embed_dims:
+                raise ValueError(
+                    f'x.shape={tuple(x.shape)}: expected [B, C, *spatial] '
+                    f'with C={self.embed_dims}')
+            return self._conv_forward(x)
         # contiguous NCHW out: in torch 2.14.1, fine-tuning a converted
         # CIFAR ResNet whose convs received these channels-last views
         # corrupted the heap inside oneDNN's convolution backward (gone with
@@ -140,7 +161,60 @@ class ConvAttention(RelPosAttention):
     def forward_tokens(self, x):
         """``[B, *spatial, C] -> [B, *out_spatial, out_dims]`` (the base
         layer's forward with this layer's :meth:`project_qkv`)."""
+        if (x.dim() == self.rank + 2 and x.shape[-1] == self.embed_dims
+                and self._runs_as_conv(tuple(x.shape[1:-1]))):
+            return self._conv_forward(x.movedim(-1, 1)).movedim(1, -1)
         return super().forward(x)
+
+    def _runs_as_conv(self, spatial):
+        """Whether a call on a map of size ``spatial`` takes the
+        position-only fast path (module doc): no content, ``'zeros'``
+        border, no global axis, a bias-only encoding, ``backend='auto'``,
+        not recording, no attention dropout, window not shrunk."""
+        enc = self.pos_encoding
+        if not (self.qk is None and self.backend == 'auto'
+                and self.border == 'zeros' and GLOBAL not in self.kernel_size
+                and self._recorder is None
+                and not (self.training and self.attn_drop > 0)
+                and (enc is None or type(enc).transform_qk is
+                     RelPosEncoding.transform_qk)):
+            return False
+        if self.small_map == 'pad':  # zero padding is the conv's own
+            return True
+        spec, _ = self.window(spatial)  # 'error' raises here
+        return all(a.rule == 'zeros' for a in spec.axes)  # not shrunk
+
+    def conv_weight(self):
+        """The equivalent convolution's weight ``[C_out, C_in, *kernel]``,
+        ``W[o, c, δ] = Σ_h softmax(b^h)_δ · W_o^h[o, c]`` (position-only
+        layers: ``qk_dims=0``, ``border='zeros'``; differentiable)."""
+        H, C = self.num_heads, self.value_dims
+        window = tuple(self.kernel_size)
+        spec = make_window(tuple(k * d for k, d in zip(window, self.dilation)),
+                           window, self.dilation, 'zeros')
+        bias = None
+        if self.pos_encoding is not None:
+            bias = self.pos_encoding.pos_bias(
+                spec.table_offsets().to(self.proj.weight.device))
+        if bias is None:  # no position term: uniform weights
+            bias = self.proj.weight.new_zeros(H, spec.window_size)
+        # zeros border: table entry t is window slot t (row-major kernel)
+        attn = bias.to(self.proj.weight.dtype).softmax(-1)  # [H, Kw]
+        w_o = self.proj.weight.view(self.out_dims, H, C)
+        # contiguous [C_out, C_in, Kw]: the conv's own weight layout, so an
+        # exact conversion runs the very same convolution as the CNN
+        weight = torch.matmul(w_o.transpose(1, 2), attn)
+        return weight.view(self.out_dims, C, *window)
+
+    def _conv_forward(self, x):
+        """``[B, C, *spatial] -> [B, out_dims, *out_spatial]`` as the
+        equivalent convolution."""
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self.rank - 1]
+        padding = tuple((k - 1) // 2 * d
+                        for k, d in zip(self.kernel_size, self.dilation))
+        y = conv(x, self.conv_weight(), self.proj.bias, self.query_stride,
+                 padding, self.dilation)
+        return self.proj_drop(y)
 
     def project_qkv(self, x):
         """q, k ``[B, H, N, qk_dims]`` (zeros of dim 1 without content) and

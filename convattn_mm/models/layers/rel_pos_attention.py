@@ -13,14 +13,16 @@ For a map ``x [B, *spatial, C]`` (rank 1, 2 or 3) and each head ``h``::
 receptive field; with ``kernel_size='global'`` it is global attention.
 """
 import contextlib
+import math
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.encodings import RelPosEncoding
 from convattn_mm.ops import (BORDERS, GLOBAL, PositionCarry, attention_bhnd,
-                             attention_request, check_backend, make_window,
-                             plan_attention, to_tuple)
+                             attention_request, check_backend, fused_cpu,
+                             make_window, plan_attention, to_tuple)
 from convattn_mm.ops.windows import (check_odd_kernel, table_radius,
                                      window_extent)
 from convattn_mm.ops.gather import attention_weights
@@ -178,11 +180,13 @@ class RelPosAttention(BaseModule):
                 f'{self.rank} spatial axes and C={self.embed_dims}')
         B, spatial = x.shape[0], tuple(x.shape[1:-1])
         spec, padded = self.window(spatial)
-        q, k, v = self.project_qkv(x)  # [B, H, N, D] (v: [B, H, N, D_v])
-        if padded != spatial:
-            q, k, v = (self.pad_tokens(t, spatial, padded)
-                       for t in (q, k, v))
-        out = self.attend(q, k, v, spec)  # [B, H, Nq, D_v]
+        out = self._attend_fused(x, spec) if padded == spatial else None
+        if out is None:
+            q, k, v = self.project_qkv(x)  # [B, H, N, D] (v: [B, H, N, D_v])
+            if padded != spatial:
+                q, k, v = (self.pad_tokens(t, spatial, padded)
+                           for t in (q, k, v))
+            out = self.attend(q, k, v, spec)  # [B, H, Nq, D_v]
         out = out.transpose(1, 2).flatten(-2).unflatten(1, spec.out_shape)
         if padded != spatial:
             keep = tuple(-(-L // s) for L, s in zip(spatial,
@@ -195,11 +199,13 @@ class RelPosAttention(BaseModule):
         head_dims]`` and ``v [B, H, N, D_v]`` (here ``D_v = head_dims``);
         subclasses with other projections override this, not
         :meth:`forward`."""
-        B, H, D = x.shape[0], self.num_heads, self.head_dims
+        return self._qkv_fused(x).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def _qkv_fused(self, x):
+        """The q/k/v projection as one tensor ``[B, N, 3, H, head_dims]``."""
+        H, D = self.num_heads, self.head_dims
         # flatten/unflatten, not reshape(B, -1, ...): B may be 0
-        qkv = self.qkv(x.flatten(1, -2)).unflatten(-1, (3, H, D))
-        qkv = qkv.permute(2, 0, 3, 1, 4)
-        return qkv.unbind(0)
+        return self.qkv(x.flatten(1, -2)).unflatten(-1, (3, H, D))
 
     def forward_nchw(self, x):
         """``[B, C, *spatial] -> [B, out_dims, *out_spatial]`` (conv layout)."""
@@ -228,6 +234,43 @@ class RelPosAttention(BaseModule):
                                     dropout_p)
         return plan_attention(self.backend, spec, request)
 
+    def _attend_fused(self, x, spec):
+        """Projection and :meth:`attend` through the C++ kernel's
+        q/k/v-fused entry, which reads ``qkv [B, N, 3, H, D]`` in place and
+        writes its gradient in that layout (no ``unbind``/``stack``
+        copies): ``[B, H, N, D]``, or None when this call cannot take it
+        (the plan picks another backend or carries the bias as extra dims,
+        autocast or a dtype other than float32/float64, an encoding that changes q/k, query stride, recording, attention
+        dropout, a subclass's own projection or :meth:`attend`)."""
+        enc = self.pos_encoding
+        cls = type(self)
+        drop = self.attn_drop if self.training else 0.0
+        if (cls.attend is not RelPosAttention.attend
+                or cls.project_qkv is not RelPosAttention.project_qkv
+                or spec.strided or self._recorder is not None or drop > 0
+                or x.dtype not in (torch.float32, torch.float64)
+                or torch.is_autocast_enabled(x.device.type)
+                or (enc is not None and type(enc).transform_qk
+                    is not RelPosEncoding.transform_qk)):
+            return None
+        plan = self.plan(x, spec, drop, (self.qkv.weight, ))
+        if plan.backend != 'fused_cpu' or plan.bias_as == 'extra_dims':
+            return None
+        bias, rel = self._position_tables(spec, x.device, x.dtype)
+        return fused_cpu.fused_cpu_attention_qkv(self._qkv_fused(x), spec,
+                                                 self.scale, bias, rel)
+
+    def _position_tables(self, spec, device, dtype):
+        """The encoding's ``pos_bias [H, T]`` and ``rel_keys [H, T, D]``
+        (None where absent) on the window's table."""
+        if self.pos_encoding is None:
+            return None, None
+        offsets = spec.table_offsets().to(device)
+        bias = self.pos_encoding.pos_bias(offsets)
+        rel = self.pos_encoding.rel_keys(offsets)
+        return (None if bias is None else bias.to(dtype),
+                None if rel is None else rel.to(dtype))
+
     def position_terms(self, q, k, spec, plan=None):
         """Apply the encoding as ``plan`` says (default: the bias path):
         returns ``q, k, pos_bias [H, T] | None, rel_keys [H, T, D] | None``
@@ -240,11 +283,7 @@ class RelPosAttention(BaseModule):
         if plan is not None and plan.bias_as == 'extra_dims':
             q, k = enc.augment_qk(q, k, coords, coords, self.scale)
             return q, k, None, None
-        offsets = spec.table_offsets().to(q.device)
-        bias = enc.pos_bias(offsets)
-        rel = enc.rel_keys(offsets)
-        bias = None if bias is None else bias.to(q.dtype)
-        rel = None if rel is None else rel.to(q.dtype)
+        bias, rel = self._position_tables(spec, q.device, q.dtype)
         return q, k, bias, rel
 
     @staticmethod

@@ -16,9 +16,9 @@
 // The forward stores P ([B, H, Nq, Kw], contiguous; linear in tokens) and the
 // backward reads it instead of recomputing the scores.
 //
-// Common head dims (16, 32, 64) are compile-time specialised so that the
-// per-row loops unroll into a few vector instructions; any other dim uses the
-// generic instantiation.
+// Common head dims (16, 32, 64) are compile-time specialised in float32 so
+// that the per-row loops unroll into a few vector instructions; any other
+// dim, and float64, use the generic instantiation.
 //
 // Plain C ABI (loaded with ctypes), no torch headers: builds in seconds.
 // Threads: std::thread over independent work items.
@@ -209,6 +209,20 @@ void forward(const T* q, const T* k, const T* v, const T* bias, const T* rk,
   });
 }
 
+// The accumulated gradients of one (b, h) work item start at zero: its dk
+// and dv rows (any strides, e.g. views of one fused dqkv buffer) and its
+// dbias / drk slices. Zeroed here, by the thread that accumulates them.
+template <typename T>
+void zero_grads(T* dk, T* dv, T* dbias, T* drk, const Dims& g, Str sdk,
+                Str sdv, int D, int Dv) {
+  for (int64_t n = 0; n < g.Nk; ++n) {
+    std::memset(dk + n * sdk.n, 0, sizeof(T) * D);
+    std::memset(dv + n * sdv.n, 0, sizeof(T) * Dv);
+  }
+  if (dbias) std::memset(dbias, 0, sizeof(T) * g.T);
+  if (drk) std::memset(drk, 0, sizeof(T) * g.T * D);
+}
+
 // Parallel over (b, h): every write of one work item (dq, dk, dv rows of its
 // (b, h); its own dbias/drk slice) is private to it.
 template <typename T, int DT, int DVT>
@@ -241,6 +255,7 @@ void backward(const T* q, const T* k, const T* v, const T* rk,
       const T* rk_h = rk ? rk + h * g.T * D : nullptr;
       T* dbias_bh = dbias ? dbias + bh * g.T : nullptr;
       T* drk_bh = drk ? drk + bh * g.T * D : nullptr;
+      zero_grads(dkbh, dvbh, dbias_bh, drk_bh, g, sdk, sdv, D, Dv);
       for (int64_t i = 0; i < g.Nq; ++i) {
         std::memcpy(qv, qbh + i * sq.n, sizeof(T) * D);
         std::memcpy(dov, dobh + i * sdo.n, sizeof(T) * Dv);
@@ -529,6 +544,8 @@ void backward_avx512(const float* q, const float* k, const float* v,
       const float* rk_h = rk ? rk + h * g.T * D : nullptr;
       float* dbias_bh = dbias ? dbias + bh * g.T : nullptr;
       float* drk_bh = drk ? drk + bh * g.T * D : nullptr;
+      zero_grads(dkbh, dvbh, dbias_bh, drk_bh, g, lsdk, lsdv, D,
+                 (int)g.Dv);
       for (int64_t i = 0; i < g.Nq; ++i) {
         __m512 qz[ND], doz[NV], dqz[ND];
         const float* qi = qbh + i * lsq.n;
@@ -625,15 +642,6 @@ using BwdFn = void (*)(const T*, const T*, const T*, const T*,
                        Str, Str, Str, Str, T, const T*, const T*, T*, T*, T*,
                        T*, T*, int);
 
-template <typename T, int DT>
-FwdFn<T> pick_fwd_v(int64_t Dv) {
-  switch (Dv) {
-    case 16: return forward<T, DT, 16>;
-    case 32: return forward<T, DT, 32>;
-    case 64: return forward<T, DT, 64>;
-    default: return forward<T, DT, 0>;
-  }
-}
 #if defined(CAM_AVX512)
 template <int ND>
 FwdFn<float> pick_fwd_avx_v(int64_t Dv) {
@@ -680,34 +688,33 @@ BwdFn<float> pick_bwd_fast<float>(int64_t D, int64_t Dv) {
 }
 #endif
 
+// Generic kernels: float64 (tests, gradcheck) runs the run-time-dim
+// instantiation; float32 is specialised for equal q/k and value dims of
+// 16, 32, 64 (the AVX-512 kernels take those first where the CPU has them).
+// Few instantiations keep the first-use build short.
 template <typename T>
 FwdFn<T> pick_fwd(int64_t D, int64_t Dv) {
   if (FwdFn<T> f = pick_fwd_fast<T>(D, Dv)) return f;
-  switch (D) {
-    case 16: return pick_fwd_v<T, 16>(Dv);
-    case 32: return pick_fwd_v<T, 32>(Dv);
-    case 64: return pick_fwd_v<T, 64>(Dv);
-    default: return pick_fwd_v<T, 0>(Dv);
+  if (sizeof(T) == 4 && D == Dv) {
+    switch (D) {
+      case 16: return forward<T, 16, 16>;
+      case 32: return forward<T, 32, 32>;
+      case 64: return forward<T, 64, 64>;
+    }
   }
-}
-template <typename T, int DT>
-BwdFn<T> pick_bwd_v(int64_t Dv) {
-  switch (Dv) {
-    case 16: return backward<T, DT, 16>;
-    case 32: return backward<T, DT, 32>;
-    case 64: return backward<T, DT, 64>;
-    default: return backward<T, DT, 0>;
-  }
+  return forward<T, 0, 0>;
 }
 template <typename T>
 BwdFn<T> pick_bwd(int64_t D, int64_t Dv) {
   if (BwdFn<T> f = pick_bwd_fast<T>(D, Dv)) return f;
-  switch (D) {
-    case 16: return pick_bwd_v<T, 16>(Dv);
-    case 32: return pick_bwd_v<T, 32>(Dv);
-    case 64: return pick_bwd_v<T, 64>(Dv);
-    default: return pick_bwd_v<T, 0>(Dv);
+  if (sizeof(T) == 4 && D == Dv) {
+    switch (D) {
+      case 16: return backward<T, 16, 16>;
+      case 32: return backward<T, 32, 32>;
+      case 64: return backward<T, 64, 64>;
+    }
   }
+  return backward<T, 0, 0>;
 }
 
 inline Str str(const int64_t* s, int which) {
@@ -718,7 +725,7 @@ inline Str str(const int64_t* s, int which) {
 
 extern "C" {
 
-int cam_abi_version() { return 2; }
+int cam_abi_version() { return 3; }
 
 // strides: int64[12] = (b, h, n) element strides of q, k, v, out.
 // P: [B, H, Nq, Kw] contiguous output (softmax probabilities).
@@ -735,7 +742,8 @@ int cam_abi_version() { return 2; }
                           str(strides, 1), str(strides, 2), str(strides, 3), \
                           (TYPE)scale, out, P, nthreads);                    \
   }                                                                          \
-  /* strides: int64[21] = (b, h, n) of q, k, v, dout, dq, dk, dv. */         \
+  /* strides: int64[21] = (b, h, n) of q, k, v, dout, dq, dk, dv;      */ \
+  /* dk, dv, dbias [B, H, T] and drk [B, H, T, D] are zeroed here.     */ \
   void cam_backward_##SUFFIX(                                                \
       const TYPE* q, const TYPE* k, const TYPE* v, const TYPE* rk,           \
       const int32_t* nbr, const int32_t* tbl, int64_t B, int64_t H,          \
