@@ -32,6 +32,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
@@ -42,6 +43,10 @@ from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      sequential_layer_depth)
 
 MIXERS = ('conv', 'conv-init', 'global', 'local')
+PRETRAINED_HINT = (
+    'A ConvAttnNet checkpoint of the same arch is what loads, e.g. an '
+    "mmpretrain classifier trained with configs/convattn_net/ (with "
+    "prefix='backbone.')")
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mixers', 'mlp_ratio')
 
 class ConvMixer(nn.Module):
@@ -217,6 +222,7 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
                           bias=0.0)
                  ]):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg, PRETRAINED_HINT)
         n = self.num_stages
         self.arch_settings = resolve_arch(arch, self.arch_zoo, ARCH_KEYS)
         for key in ('embed_dims', 'depths', 'num_heads', 'mixers'):
@@ -252,6 +258,7 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
         self.out_indices = normalise_out_indices(out_indices, n)
         self.frozen_stages = check_frozen_stages(frozen_stages, n)
         self.norm_eval, self.with_cp = norm_eval, with_cp
+        declare_channels(self, self.embed_dims)
 
         self.stem = Stem(in_channels, self.embed_dims[0], stem_stride)
         total = sum(self.depths)

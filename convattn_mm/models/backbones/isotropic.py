@@ -19,6 +19,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
@@ -107,6 +108,7 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
                           bias=0.0)
                  ]):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg)
         if isinstance(pos_encoding, str):
             if pos_encoding not in ENCODING_SHORTCUTS:
                 raise ValueError(
@@ -127,6 +129,7 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
         self.out_indices = normalise_out_indices(out_indices, num_layers)
         self.frozen_stages = check_frozen_stages(frozen_stages, num_layers)
         self.norm_eval, self.with_cp = norm_eval, with_cp
+        declare_channels(self, [embed_dims] * num_layers)
         self.downsample = nn.PixelUnshuffle(2)
         self.embed = nn.Linear(in_channels * 4, embed_dims)
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()

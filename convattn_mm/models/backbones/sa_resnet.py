@@ -15,6 +15,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
@@ -24,6 +25,11 @@ from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, run_block, sequential_layer_depth)
 
 STEMS = ('cifar', 'imagenet')
+PRETRAINED_HINT = (
+    'An SAResNet checkpoint (keys stem.*, res_layers.*) is what loads; '
+    'tools/misc/resnet_to_saresnet.py RESNET.pth OUT.pth writes one from a '
+    'ResNet (an approximation: see docs/downstream.md), and the '
+    '*_convattn-r50-exact_* configs start exactly from a ResNet-50 checkpoint')
 
 
 class SAConv(nn.Module):
@@ -161,6 +167,7 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
                           layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg, PRETRAINED_HINT)
         if depth not in self.arch_settings:
             raise KeyError(f'depth={depth!r} is not supported; choose one of '
                            f'{sorted(self.arch_settings)}')
@@ -202,7 +209,7 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
         dpr = torch.linspace(0, drop_path_rate, sum(layers)).tolist()
         self.res_layers = nn.ModuleList()
         in_dims, k = base_channels, 0
-        self.out_channels = []
+        stage_channels = []
         for i, n in enumerate(layers):
             planes = base_channels * 2**i
             blocks = []
@@ -212,7 +219,8 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
                 in_dims = planes * block.expansion
                 k += 1
             self.res_layers.append(nn.ModuleList(blocks))
-            self.out_channels.append(in_dims)
+            stage_channels.append(in_dims)
+        declare_channels(self, stage_channels)
         self._freeze_stages()
 
     def forward(self, x):
