@@ -1,7 +1,8 @@
 """The package's registries.
 
-``MODELS``, ``DATASETS`` and ``HOOKS`` are children of mmengine's root
-registries. ``MODELS`` is a child of mmengine's root ``MODELS`` with scope
+``MODELS``, ``DATASETS``, ``TRANSFORMS``, ``METRICS`` and ``HOOKS`` are
+children of mmengine's root registries. ``MODELS`` is a child of mmengine's
+root ``MODELS`` with scope
 ``'convattn_mm'``; its ``locations`` import the model modules on first use.
 So ``type='convattn_mm.RelPosAttention'`` builds from an mmpretrain, mmdet or
 mmpose config with no import: mmengine imports ``convattn_mm.registry`` when it
@@ -23,7 +24,9 @@ import copy
 
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 from . import compat
@@ -37,6 +40,10 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='convattn_mm',
                  locations=['convattn_mm.engine'])
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='convattn_mm',
                     locations=['convattn_mm.datasets'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS,
+                      scope='convattn_mm', locations=['convattn_mm.datasets'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='convattn_mm',
+                   locations=['convattn_mm.evaluation'])
 
 
 def build_module(cfg, registry=MODELS, **defaults):
