@@ -22,5 +22,4 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=None)),
     head=dict(in_channels=2048))
 
-optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys={'.pos_encoding.': dict(decay_mult=0.0)}))
+# mmpose's Adam schedule (no weight decay, so nothing to exclude)
