@@ -7,6 +7,7 @@ import os.path as osp
 import shutil
 import subprocess
 import sys
+import glob
 import zipfile
 
 import pytest
@@ -25,7 +26,7 @@ TINY = ['train_dataloader.dataset.indices=2', 'train_dataloader.batch_size=2',
         'default_hooks.logger.interval=1']
 # what a wheel is built from
 SOURCES = ['setup.py', 'setup.cfg', 'README.md', 'MANIFEST.in', 'convattn_mm',
-           'tools', 'configs', 'requirements']
+           'tools', 'configs', 'requirements', 'model-index.yml']
 
 
 def _installed(dist):
@@ -64,6 +65,34 @@ def test_mim_finds_package_tools_and_configs():
     assert osp.isfile(osp.join(root, '.mim', 'tools', 'test.py')), root
     assert osp.isfile(osp.join(root, '.mim', 'configs', 'convattn_net',
                                CONFIG)), root
+    assert osp.isfile(osp.join(root, '.mim', 'model-index.yml')), root
+
+
+def test_model_index_lists_every_config():
+    """model-index.yml imports one metafile per config folder, and the
+    metafiles name every config (and only existing ones)."""
+    import glob
+
+    import yaml
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    folders = sorted(osp.dirname(p) for p in index['Import'])
+    assert folders == sorted(
+        osp.relpath(d, ROOT) for d in glob.glob(f'{ROOT}/configs/*')
+        if osp.basename(d) != '_base_')
+    listed = []
+    for meta in index['Import']:
+        with open(osp.join(ROOT, meta)) as f:
+            data = yaml.safe_load(f)
+        names = {c['Name'] for c in data['Collections']}
+        for m in data['Models']:
+            assert m['In Collection'] in names
+            assert osp.isfile(osp.join(ROOT, m['Config'])), m['Config']
+            listed.append(m['Config'])
+    on_disk = sorted(osp.relpath(p, ROOT)
+                     for p in glob.glob(f'{ROOT}/configs/*/*.py')
+                     if '/_base_/' not in p)
+    assert sorted(listed) == on_disk
 
 
 @pytest.fixture(scope='module')
@@ -97,8 +126,30 @@ def test_wheel_carries_tools_and_configs(wheel):
             expect += [osp.relpath(osp.join(dirpath, f), ROOT)
                        for f in files if f.endswith('.py')]
     assert expect
+    expect += ['model-index.yml'] + [
+        osp.relpath(p, ROOT)
+        for p in glob.glob(f'{ROOT}/configs/*/metafile.yml')]
     missing = [p for p in expect if f'convattn_mm/.mim/{p}' not in names]
     assert not missing, missing
+
+
+def test_mim_list_and_search_from_wheel(tmp_path, wheel):
+    """``mim list`` shows the package (it needs .mim/model-index.yml) and
+    ``mim search convattn_mm`` lists the configs, from a wheel install."""
+    site = tmp_path / 'site'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index',
+         '--target', str(site), wheel], capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = dict(os.environ, PYTHONPATH=str(site))
+    listed = _mim('list', env=env, cwd=tmp_path)
+    assert 'convattn_mm' in listed, listed
+    found = _mim('search', 'convattn_mm', env=env, cwd=tmp_path)
+    for config in ('retinanet_convattn-r50-exact_fpn_1x_coco',
+                   'td-hm_convattn-r50-exact_8xb64-210e_coco-256x192',
+                   'convattnnet-demo_1xb64_digits'):
+        assert config in found, found[-3000:]
 
 
 def test_mim_run_tool(tmp_path):

@@ -4,7 +4,13 @@ _base_ = [
     '../_base_/schedules/finetune_adamw_layer_decay.py'
 ]
 
-pretrained = 'work_dirs/pretrained/convattn-tiny_in1k.pth'
+# The ImageNet ConvAttnNet-tiny checkpoint (an mmpretrain ImageClassifier
+# file, keys 'backbone.*', e.g. from configs/convattn_net/
+# convattnnet-tiny_8xb128_in1k.py) has no default: set it with
+#   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/convattn-tiny_in1k.pth
+# or train from scratch with --cfg-options model.backbone.init_cfg=None
+# (without either, the build stops and says so).
+pretrained = None
 
 model = dict(
     backbone=dict(

@@ -1,14 +1,18 @@
-# Top-down heatmap pose estimation (COCO, 17 keypoints, 256x192) on
-# SAResNet-50 started from an ImageNet ResNet-50 through
-#   python tools/misc/resnet_to_saresnet.py resnet50.pth \
-#       work_dirs/pretrained/saresnet50_from_resnet50.pth
+# Top-down heatmap pose estimation (COCO, 17 keypoints, 256x192) on SAResNet-50 (a ResNet-50 whose 3x3 convolutions are 8-head
+# δ-attention with a soft conv-init), trained from scratch (mmpretrain-style
+# init). This is NOT an ImageNet start point: SAResNet's heads cannot hold a
+# ResNet's 3x3 convs exactly (docs/downstream.md). For features identical to
+# an ImageNet ResNet-50's use the *_convattn-r50-exact_* configs. An
+# approximate start can be written with
+#   python tools/misc/resnet_to_saresnet.py resnet50.pth saresnet50_approx.pth
+# (it prints how far the features are from the ResNet's) and set with
+#   --cfg-options model.backbone.init_cfg.type=Pretrained \
+#       model.backbone.init_cfg.checkpoint=saresnet50_approx.pth \
+#       model.backbone.init_cfg.prefix=backbone.
 _base_ = [
     'mmpose::body_2d_keypoint/topdown_heatmap/coco/'
-    'td-hm_res50_8xb64-210e_coco-256x192.py',
-    '../_base_/schedules/finetune_adamw_layer_decay.py'
+    'td-hm_res50_8xb64-210e_coco-256x192.py'
 ]
-
-pretrained = 'work_dirs/pretrained/saresnet50_from_resnet50.pth'
 
 model = dict(
     backbone=dict(
@@ -18,16 +22,18 @@ model = dict(
         num_heads=8,
         conv_init=True,
         out_indices=(3, ),
-        frozen_stages=-1,
-        norm_eval=False,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        frozen_stages=-1,  # from scratch: nothing to freeze
+        norm_eval=False),
     head=dict(in_channels=2048))
 
-# AdamW with layer-wise lr decay (configs/_base_/schedules/
-# finetune_adamw_layer_decay.py; mmpose's own layer-decay constructor only
-# knows ViT names), at pose's higher lr, faster decay and tighter clipping
-optim_wrapper = _base_.finetune_optim_wrapper
-optim_wrapper.optimizer.lr = 5e-4
-optim_wrapper.paramwise_cfg.layer_decay_rate = 0.85
-optim_wrapper.clip_grad.max_norm = 1.0
+# AdamW (from scratch: no layer-wise decay); no weight decay on norms,
+# biases and position tables
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={'.pos_encoding.': dict(decay_mult=0.0)}),
+    clip_grad=dict(max_norm=1.0, norm_type=2))

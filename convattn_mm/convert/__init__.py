@@ -19,7 +19,7 @@ from .conv import (HARD_NEG, INITS, UnsupportedConvError, check_convertible,
                    conv_to_attention, proj_weight, soft_init_bound)
 from .converted import ConvToAttention
 from .model import CONV_TYPES, ConversionReport, convert_model
-from .resnet import resnet_to_saresnet
+from .resnet import feature_errors, resnet_to_saresnet
 
 __all__ = [
     'conv_to_attention', 'check_convertible', 'proj_weight',
@@ -27,5 +27,5 @@ __all__ = [
     'convert_model', 'ConversionReport', 'CONV_TYPES', 'load_cnn_state_dict',
     'read_checkpoint', 'detect_layout', 'save_converted',
     'torchvision_to_mmpretrain', 'LAYOUTS', 'ConvToAttention',
-    'resnet_to_saresnet'
+    'resnet_to_saresnet', 'feature_errors'
 ]

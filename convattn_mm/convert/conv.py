@@ -45,10 +45,10 @@ import torch
 import torch.nn as nn
 
 from convattn_mm.models.layers import ConvAttention, GatedConvAttention
+from convattn_mm.models.layers.conv_attention import HARD_NEG, proj_weight
 from convattn_mm.utils import check_choice
 
 INITS = ('exact', 'gated', 'quadratic')
-HARD_NEG = -1e4
 TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
@@ -157,27 +157,9 @@ def conv_to_attention(conv, init='exact', qk_dims=None, init_mass=0.99,
         else:
             layer.proj.bias.zero_()
         if init == 'exact':
-            table = layer.pos_encoding.table
-            flat = table.view(heads, -1)
-            flat.fill_(HARD_NEG)
-            flat.diagonal().zero_()
+            layer.pos_encoding.table.copy_(layer.hard_conv_table())
     layer.train(conv.training)
     return layer
-
-
-def proj_weight(weight, in_channels, groups):
-    """``W [C_out, C_in/g, *K]`` -> ``proj.weight [C_out, H·C_in]`` with
-    ``proj.weight[o, h·C_in + c] = W_o^h[o, c]`` (block-diagonal over
-    groups)."""
-    cout = weight.shape[0]
-    heads = math.prod(weight.shape[2:])
-    co, ci = cout // groups, in_channels // groups
-    w = weight.reshape(groups, co, ci, heads)
-    full = weight.new_zeros(groups, co, groups, ci, heads)
-    g = torch.arange(groups, device=weight.device)
-    full[g, :, g] = w
-    full = full.reshape(cout, in_channels, heads)
-    return full.permute(0, 2, 1).reshape(cout, heads * in_channels)
 
 
 def soft_init_bound(layer, x_absmax, min_mass):

@@ -25,6 +25,17 @@ conv has ``9 · C_in`` weights per output: the map is exact only for convs of
 that rank, so the report gives each layer's relative error
 ``‖W − Ŵ‖_F / ‖W‖_F``. The copied parts (about two thirds of a ResNet-50's
 weights: stem, 1×1 convs, norms) are exact.
+
+**Not an exact start, by construction.** A head ``h`` on offset ``Δ`` maps
+``x_{q+Δ}`` through ``P^h V^h``, of rank at most ``d = C/num_heads``, where
+the conv's ``W_Δ`` has rank up to ``C``; with 8 heads one of the nine 3×3
+offsets has no head at all; and a soft conv-init puts only ``init_mass`` of
+each head's attention on its offset. Exactness needs nine position-only
+heads with ``V^h = I`` (``d = C_in``): that is the converter's
+``ConvAttention`` (``ConvToAttention(init='exact')``, the
+``*_convattn-r50-exact_*`` configs), nine times SAResNet's value width.
+:func:`feature_errors` measures how far the mapped network's features are
+from the ResNet's.
 """
 from collections import OrderedDict
 
@@ -170,3 +181,28 @@ def _map_attention(name, attn, weight, out):
     err = (weight - approx).norm() / weight.norm().clamp_min(1e-12)
     return dict(name=name, rank=max(ranks, default=0),
                 rel_error=float(err))
+
+
+def feature_errors(resnet_state_dict, model, x, prefix='backbone.'):
+    """Per-stage relative error ``‖f_SA − f_ResNet‖_F / ‖f_ResNet‖_F`` of
+    ``model`` (an ``SAResNet`` holding mapped weights) against the ResNet
+    that ``resnet_state_dict`` describes, on input ``x [B, 3, H, W]`` (both
+    in eval mode, every stage)."""
+    from mmpretrain.models.backbones import ResNet
+    width = model.stem[0].out_channels  # base_channels
+    resnet = ResNet(model.depth, stem_channels=width, base_channels=width,
+                    out_indices=(0, 1, 2, 3))
+    resnet.load_state_dict(_strip(resnet_state_dict, prefix), strict=True)
+    outs = model.out_indices
+    model.out_indices = (0, 1, 2, 3)
+    was_training = model.training
+    model.eval()
+    resnet.eval()
+    try:
+        with torch.no_grad():
+            ours, theirs = model(x), resnet(x)
+    finally:
+        model.out_indices = outs
+        model.train(was_training)
+    return [float((a - b).norm() / b.norm().clamp_min(1e-12))
+            for a, b in zip(ours, theirs)]

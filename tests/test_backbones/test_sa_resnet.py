@@ -19,12 +19,13 @@ def small(depth=18, **kw):
 
 def test_arch():
     r18 = SAResNet(18)
-    assert r18.out_channels == [64, 128, 256, 512]
+    assert r18.stage_channels == (64, 128, 256, 512)
+    assert r18.out_channels == (512, )  # out_indices=(3, )
     assert len(r18.res_layers) == 4
     assert [len(s) for s in r18.res_layers] == [2, 2, 2, 2]
     r50 = small(50)
     assert [len(s) for s in r50.res_layers] == [3, 4, 6, 3]
-    assert r50.out_channels == [32, 64, 128, 256]
+    assert r50.stage_channels == (32, 64, 128, 256)
     # every 3x3 conv is attention; 1x1 convs and the stem stay convs
     attn = [m for m in r18.modules() if isinstance(m, RelPosAttention)]
     assert len(attn) == 16

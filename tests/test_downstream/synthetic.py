@@ -46,6 +46,10 @@ def shrink_backbone(cfg):
         bb.base_channels = 8
         bb.num_heads = 4
         widths = [8 * 4 * 2**i for i in range(4)]
+    elif bb.type.endswith('ConvToAttention'):  # a converted ResNet
+        bb.module.stem_channels = bb.module.base_channels = 8
+        widths = [8 * 4 * 2**i for i in range(4)]
+        bb = bb.module
     else:
         raise ValueError(f'no small version of {bb.type}')
     outs = [widths[i] for i in bb.out_indices]

@@ -12,7 +12,8 @@ require_stack()
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from .synthetic import DET_CONFIGS, POSE_CONFIGS, load_config, name, scope  # noqa: E402,E501
+from .synthetic import (DET_CONFIGS, HEATMAP_CONFIGS, POSE_CONFIGS,  # noqa: E402,E501
+                        load_config, name, scope)
 
 
 def build(cfg):
@@ -23,12 +24,14 @@ def build(cfg):
 
 def test_config_lists_are_complete():
     assert [name(c) for c in DET_CONFIGS] == [
+        'mask-rcnn_convattn-r50-exact_fpn_1x_coco',
         'mask-rcnn_convattn-t_fpn_1x_coco',
         'mask-rcnn_saresnet50_fpn_1x_coco',
+        'retinanet_convattn-r50-exact_fpn_1x_coco',
         'retinanet_convattn-t_fpn_1x_coco',
         'retinanet_saresnet50_fpn_1x_coco',
     ]
-    assert len(POSE_CONFIGS) == 4
+    assert len(POSE_CONFIGS) == 5
 
 
 @pytest.mark.parametrize('path', DET_CONFIGS + POSE_CONFIGS, ids=name)
@@ -38,8 +41,15 @@ def test_config_builds(path):
     cfg = load_config(path)
     model = build(cfg)
     backbone = getattr(model, 'backbone', model)
-    assert isinstance(backbone,
-                      (ConvAttnNet, SAResNet, TemporalAttnNet, VolumeAttnNet))
+    if cfg.model.get('backbone', {}).get('type') == \
+            'convattn_mm.ConvToAttention':  # a converted mmdet/mmpose ResNet
+        from convattn_mm.models.layers import ConvAttention
+        assert type(backbone).__name__ == 'ResNet'
+        assert sum(isinstance(m, ConvAttention)
+                   for m in backbone.modules()) == 17
+    else:
+        assert isinstance(backbone, (ConvAttnNet, SAResNet, TemporalAttnNet,
+                                     VolumeAttnNet))
     if 'optim_wrapper' in cfg and 'constructor' in cfg.optim_wrapper:
         from mmengine.optim import build_optim_wrapper
         with scope(cfg.default_scope):
@@ -48,15 +58,23 @@ def test_config_builds(path):
         assert len(lrs) > 2  # layer-wise decay spreads the rates
 
 
-def test_det_config_fine_tuning_settings():
-    for path in DET_CONFIGS:
+def test_det_config_start_points():
+    """ImageNet starts need a checkpoint the user sets (no machine path in
+    a config); SAResNet-50 is trained from scratch (no frozen stages)."""
+    for path in DET_CONFIGS + HEATMAP_CONFIGS:
         bb = Config.fromfile(path).model.backbone
-        assert bb.init_cfg.type == 'Pretrained'
-        assert bb.init_cfg.prefix == 'backbone.'
-        assert bb.frozen_stages >= 0
         if bb.type.endswith('SAResNet'):
-            assert bb.norm_eval and bb.conv_init and bb.depth == 50
+            assert 'init_cfg' not in bb  # the backbone's own init
+            assert bb.frozen_stages == -1 and not bb.norm_eval
+            assert bb.conv_init and bb.depth == 50
+            continue
+        assert bb.init_cfg.type == 'Pretrained'
+        assert bb.init_cfg.checkpoint is None
+        if bb.type.endswith('ConvToAttention'):
+            assert bb.init == 'exact' and bb.module.depth == 50
+            assert 'prefix' not in bb.init_cfg  # torchvision's keys
         else:
+            assert bb.init_cfg.prefix == 'backbone.'
             assert bb.arch == 'tiny'
 
 

@@ -15,19 +15,34 @@ from .synthetic import (ROOT, box_iou, boxes_image, det_batch,  # noqa: E402
                         scope, shrink_backbone)
 
 
-def fit(model, data, steps, lr):
+def fit(model, data, steps, lr, cosine=False):
+    """AdamW for ``steps`` steps on ``data``; ``cosine`` decays the rate to
+    0 over the run, so the end of the run settles instead of oscillating."""
     from mmengine.optim import build_optim_wrapper
     optim = build_optim_wrapper(
         model, dict(type='OptimWrapper',
                     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.0)))
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(optim.optimizer,
+                                                        steps)
+             if cosine else None)
     model.train()
     for _ in range(steps):
         log = model.train_step(data, optim)
+        if sched is not None:
+            sched.step()
     return log
 
 
 @pytest.mark.slow
 def test_retinanet_fits_one_image():
+    """Fails on one machine, passed on another (same kind), and seed 1
+    failed here: at a constant lr of 2e-3 for 150 steps the run had not
+    settled (class 2 IoU 0.0 at steps 100 and 150 with seed 1; with seed 1
+    the loss rose again from 0.18 at step 150 to 0.63 at step 300, class 1
+    IoU falling to 0.39), so a different rounding order (another CPU's
+    kernels, thread count) could land on either side. The run is seeded
+    here, longer, and its lr decays to 0 (cosine) so the end settles."""
+    torch.manual_seed(0)
     cfg = shrink_backbone(load_config(
         f'{ROOT}/configs/det/retinanet_convattn-t_fpn_1x_coco.py'))
     cfg.model.backbone.drop_path_rate = 0.0  # memorising, not regularising
@@ -39,7 +54,7 @@ def test_retinanet_fits_one_image():
         model = MODELS.build(cfg.model)
         model.init_weights()
         data = det_batch(img, boxes, labels, copies=2)
-        fit(model, data, steps=150, lr=2e-3)
+        fit(model, data, steps=250, lr=2e-3, cosine=True)
         model.eval()
         with torch.no_grad():
             pred = model.test_step(det_batch(img, boxes, labels))[0]

@@ -78,6 +78,11 @@ def write_converted(tmp_path):
         capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert '16 attention layers mapped' in out.stdout
+    # per-layer and per-stage errors, and the warning (random weights are
+    # far from any low-rank approximation)
+    assert out.stdout.count('rel. error') == 16
+    assert 'stage 4' in out.stdout
+    assert 'WARNING: this is an approximate start' in out.stdout
     return src, dst
 
 

@@ -38,6 +38,15 @@ def check_step(model, optim, data, frozen_prefix):
             assert not p.requires_grad and torch.equal(before[k], after[k])
 
 
+def frozen_prefix(cfg):
+    """Parameters the config freezes (its stem), or None."""
+    bb = cfg.model.backbone
+    if bb.type.endswith('ConvToAttention'):  # mmdet's ResNet
+        return 'backbone.conv1.' if bb.module.get('frozen_stages',
+                                                  -1) >= 0 else None
+    return 'backbone.stem.' if bb.get('frozen_stages', -1) >= 0 else None
+
+
 @pytest.mark.parametrize('path', DET_CONFIGS, ids=name)
 def test_det_train_step(path):
     cfg = load_config(path)
@@ -49,7 +58,7 @@ def test_det_train_step(path):
                                                        (50, 10, 90, 40)),
                                                 labels=(0, 1))
         data = det_batch(img, boxes, labels, masks)
-        check_step(model, optim, data, 'backbone.stem.')
+        check_step(model, optim, data, frozen_prefix(cfg))
 
 
 @pytest.mark.parametrize('path', HEATMAP_CONFIGS, ids=name)

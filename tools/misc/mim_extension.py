@@ -1,4 +1,5 @@
-"""``setup.py`` fragment: make ``tools/`` and ``configs/`` findable by ``mim``.
+"""``setup.py`` fragment: make ``tools/``, ``configs/`` and ``model-index.yml``
+findable by ``mim``.
 
 ``mim train|test|run convattn_mm ...`` looks for ``<install>/convattn_mm/
 .mim/{tools,configs}``, where ``<install>`` is the distribution's location as
@@ -28,8 +29,12 @@ import shutil
 import sys
 
 MIM_FOLDERS = ('tools', 'configs')
+#: files at the repository root that mim reads from ``.mim`` (``mim list``
+#: shows a package only when it has one; ``mim search`` reads it)
+MIM_FILES = ('model-index.yml', )
 MIM_PACKAGE_DATA = ['.mim/tools/*.py', '.mim/tools/**/*.py',
-                    '.mim/configs/**/*.py', '.mim/configs/*/*.py']
+                    '.mim/configs/**/*.py', '.mim/configs/*/*.py',
+                    '.mim/configs/*/metafile.yml', '.mim/model-index.yml']
 
 
 def add_mim_extension(root=None, package='convattn_mm', mode=None):
@@ -61,20 +66,23 @@ def add_mim_extension(root=None, package='convattn_mm', mode=None):
     root = osp.abspath(root or os.getcwd())
     mim = osp.join(root, package, '.mim')
     os.makedirs(mim, exist_ok=True)
-    for name in MIM_FOLDERS:
+    for name in MIM_FOLDERS + MIM_FILES:
         src = osp.join(root, name)
         dst = osp.join(mim, name)
         if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
-        if not osp.isdir(src):
+        if not osp.exists(src):
             continue
         if mode == 'symlink':
-            os.symlink(osp.relpath(src, mim), dst, target_is_directory=True)
-        else:
+            os.symlink(osp.relpath(src, mim), dst,
+                       target_is_directory=osp.isdir(src))
+        elif osp.isdir(src):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
                 '__pycache__', '*.pyc', 'work_dirs'))
+        else:
+            shutil.copy2(src, dst)
     return mode
 
 

@@ -32,6 +32,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.ops.windows import check_odd_kernel
@@ -45,6 +46,10 @@ from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
                      resolve_arch, run_block, sequential_layer_depth)
 
 MIXERS = ('conv', 'conv-init', 'global', 'local')
+PRETRAINED_HINT = (
+    'A ConvAttnNet checkpoint of the same arch is what loads, e.g. an '
+    "mmpretrain classifier trained with configs/convattn_net/ (with "
+    "prefix='backbone.')")
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mixers', 'mlp_ratio')
 
 class ConvMixer(nn.Module):
@@ -239,6 +244,7 @@ class ConvAttnNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
                           bias=0.0)
                  ]):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg, PRETRAINED_HINT)
         n = self.num_stages
         self.arch_settings = resolve_arch(arch, self.arch_zoo, ARCH_KEYS)
         for key in ('embed_dims', 'depths', 'num_heads', 'mixers'):
@@ -272,6 +278,7 @@ class ConvAttnNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
         self.out_indices = normalise_out_indices(out_indices, n)
         self.frozen_stages = check_frozen_stages(frozen_stages, n)
         self.norm_eval, self.with_cp = norm_eval, with_cp
+        declare_channels(self, self.embed_dims)
 
         self.stem = Stem(in_channels, self.embed_dims[0], stem_stride)
         total = sum(self.depths)

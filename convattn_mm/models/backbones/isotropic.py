@@ -19,6 +19,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
@@ -140,6 +141,7 @@ class IsotropicAttnNet(FrozenStagesMixin, VersionedStateDictMixin,
                           bias=0.0)
                  ]):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg)
         _layer_encoding(pos_encoding, init_mass)  # fail before building
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f'num_layers={num_layers!r} must be a positive '
@@ -155,6 +157,7 @@ class IsotropicAttnNet(FrozenStagesMixin, VersionedStateDictMixin,
         self.out_indices = normalise_out_indices(out_indices, num_layers)
         self.frozen_stages = check_frozen_stages(frozen_stages, num_layers)
         self.norm_eval, self.with_cp = norm_eval, with_cp
+        declare_channels(self, [embed_dims] * num_layers)
         self.downsample = nn.PixelUnshuffle(2)
         self.embed = nn.Linear(in_channels * 4, embed_dims)
         dpr = torch.linspace(0, drop_path_rate, num_layers).tolist()

@@ -17,6 +17,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.ops.windows import check_odd_kernel
@@ -29,6 +30,11 @@ from ._utils import (FrozenStagesMixin, VersionedStateDictMixin,
                      sequential_layer_depth)
 
 STEMS = ('cifar', 'imagenet')
+PRETRAINED_HINT = (
+    'An SAResNet checkpoint (keys stem.*, res_layers.*) is what loads; '
+    'tools/misc/resnet_to_saresnet.py RESNET.pth OUT.pth writes one from a '
+    'ResNet (an approximation: see docs/downstream.md), and the '
+    '*_convattn-r50-exact_* configs start exactly from a ResNet-50 checkpoint')
 
 
 class SAConv(nn.Module):
@@ -187,6 +193,7 @@ class SAResNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
                           layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg, PRETRAINED_HINT)
         if depth not in self.arch_settings:
             raise KeyError(f'depth={depth!r} is not supported; choose one of '
                            f'{sorted(self.arch_settings)}')
@@ -221,7 +228,7 @@ class SAResNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
             block_options(SAConv, ('in_dims', 'out_dims', 'stride')))
         self.res_layers = nn.ModuleList()
         in_dims, k = base_channels, 0
-        self.out_channels = []
+        stage_channels = []
         for i, n in enumerate(layers):
             planes = base_channels * 2**i
             blocks = []
@@ -233,7 +240,8 @@ class SAResNet(FrozenStagesMixin, VersionedStateDictMixin, BaseBackbone):
                 in_dims = planes * block.expansion
                 k += 1
             self.res_layers.append(nn.ModuleList(blocks))
-            self.out_channels.append(in_dims)
+            stage_channels.append(in_dims)
+        declare_channels(self, stage_channels)
         self._freeze_stages()
 
     def forward(self, x):

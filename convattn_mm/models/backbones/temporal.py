@@ -17,6 +17,7 @@ as ``[B, C, 1]`` -- what ``TemporalRegressionHead`` reads.
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
 
@@ -89,6 +90,7 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
                  init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02,
                                bias=0.0)):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg)
         if out_frames not in ('all', 'target'):
             raise ValueError(f'out_frames={out_frames!r} is not supported; '
                              f"choose one of ['all', 'target']")
@@ -101,6 +103,7 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
             raise ValueError(f'dilations={dilations!r} must be positive ints')
         self.in_channels, self.causal = in_channels, causal
         self.out_frames = out_frames
+        declare_channels(self, [embed_dims], out_indices=(0, ))
         self.embed = nn.Linear(in_channels, embed_dims)
         defaults = [
             dict(num_heads=num_heads, kernel_size=kernel_size,

@@ -17,6 +17,7 @@ larger than the map shrink to the whole axis).
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
 
@@ -89,6 +90,7 @@ class VolumeAttnNet(VersionedStateDictMixin, BaseModule):
                  init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02,
                                bias=0.0)):
         super().__init__(init_cfg=init_cfg)
+        watch_pretrained(self, init_cfg)
         n = len(embed_dims)
         if not (len(depths) == len(num_heads) == n) or n == 0:
             raise ValueError(
@@ -96,6 +98,7 @@ class VolumeAttnNet(VersionedStateDictMixin, BaseModule):
                 f'num_heads={num_heads!r} must have one equal, non-zero '
                 f'number of stages')
         self.out_indices = normalise_out_indices(out_indices, n)
+        declare_channels(self, embed_dims)
         self.patch_embed = nn.Conv3d(in_channels, embed_dims[0], patch_size,
                                      stride=patch_size)
         total = sum(depths)

@@ -54,6 +54,25 @@ from convattn_mm.utils import check_choice
 from .rel_pos_attention import RelPosAttention
 
 LAYOUTS = ('channels_first', 'channels_last')
+#: the bias-table value off each head's offset in the exact construction:
+#: ``exp(-1e4)`` is exactly 0 in float16/32/64; finite, so weight decay and
+#: optimiser states stay finite where ``-inf`` would give NaN
+HARD_NEG = -1e4
+
+
+def proj_weight(weight, in_channels, groups):
+    """``W [C_out, C_in/g, *K]`` -> ``proj.weight [C_out, H·C_in]`` with
+    ``proj.weight[o, h·C_in + c] = W_o^h[o, c]`` (block-diagonal over
+    groups, heads in row-major kernel order)."""
+    cout = weight.shape[0]
+    heads = math.prod(weight.shape[2:])
+    co, ci = cout // groups, in_channels // groups
+    w = weight.reshape(groups, co, ci, heads)
+    full = weight.new_zeros(groups, co, groups, ci, heads)
+    g = torch.arange(groups, device=weight.device)
+    full[g, :, g] = w
+    full = full.reshape(cout, in_channels, heads)
+    return full.permute(0, 2, 1).reshape(cout, heads * in_channels)
 
 
 @MODELS.register_module()
@@ -229,6 +248,57 @@ class ConvAttention(RelPosAttention):
         qk = self.qk(flat).reshape(B, N, 2, H, self.qk_dims)
         q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v
+
+    # ------------------------------------------------------ conv checkpoints
+    @property
+    def is_hard_conv(self):
+        """Whether the layer has the exact construction's form: no content
+        term and a bias table with one entry per head offset."""
+        table = getattr(self.pos_encoding, 'table', None)
+        return (self.qk is None and type(self.pos_encoding).__name__ ==
+                'RelativeBiasTable' and table is not None
+                and math.prod(table.shape[1:]) == self.num_heads)
+
+    def hard_conv_table(self):
+        """The exact construction's table: ``b^h_δ = 0`` at ``Δ_h`` (the
+        ``h``-th offset, row-major) and :data:`HARD_NEG` elsewhere."""
+        table = self.pos_encoding.table.detach()
+        flat = torch.full((self.num_heads, self.num_heads), HARD_NEG,
+                          dtype=table.dtype, device=table.device)
+        flat.diagonal().zero_()
+        return flat.view_as(table)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Also load a *convolution's* keys (``weight [C_out, C_in/g,
+        *K]``, ``bias``), so a CNN checkpoint loads into its converted
+        network: ``weight -> proj.weight`` (:func:`proj_weight`), ``bias ->
+        proj.bias`` (zeros without one) and, for a layer of the exact form
+        (:attr:`is_hard_conv`), the one-hot table. A checkpoint that already
+        has ``proj.weight`` loads as it is."""
+        wkey = prefix + 'weight'
+        if wkey in state_dict and prefix + 'proj.weight' not in state_dict:
+            weight = state_dict.pop(wkey)
+            bias = state_dict.pop(prefix + 'bias', None)
+            cout, cin_g, kernel = weight.shape[0], weight.shape[1], \
+                tuple(weight.shape[2:])
+            if (weight.dim() != self.rank + 2 or cout != self.out_dims
+                    or math.prod(kernel) != self.num_heads
+                    or self.embed_dims % cin_g):
+                raise ValueError(
+                    f'{wkey}: a conv weight of shape {tuple(weight.shape)} '
+                    f'does not fit this layer ({self.embed_dims} -> '
+                    f'{self.out_dims} channels, {self.num_heads} heads, rank '
+                    f'{self.rank}); expected [C_out, C_in/groups, *kernel] '
+                    f'with C_out={self.out_dims} and prod(kernel)='
+                    f'{self.num_heads}')
+            state_dict[prefix + 'proj.weight'] = proj_weight(
+                weight, self.embed_dims, self.embed_dims // cin_g)
+            state_dict[prefix + 'proj.bias'] = (
+                bias if bias is not None else weight.new_zeros(cout))
+            if self.is_hard_conv:
+                state_dict[prefix + 'pos_encoding.table'] = \
+                    self.hard_conv_table()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def init_content(self, std=0.02):
         """Truncated-normal q/k weights (``std``), zero q/k bias."""
