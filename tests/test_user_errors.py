@@ -150,7 +150,7 @@ def _runnable(backend, **kw):
     spec = make_window((8, 8), kw.get('kernel_size', 3), 1,
                        kw.get('border', 'shift'), kw.get('query_stride', 1))
     return backend_support(spec, _request(q, kw.get('pos_bias'), None,
-                                          (q, )))[backend] is None
+                                          (q, ))).reasons[backend] is None
 
 
 @pytest.mark.parametrize('backend', sorted(BACKENDS))
