@@ -5,7 +5,10 @@
 * :func:`convert_model`: every selected conv of a network, in place, with a
   :class:`ConversionReport`;
 * :func:`load_cnn_state_dict` / :func:`save_converted`: mmengine, plain and
-  torchvision checkpoint layouts.
+  torchvision checkpoint layouts;
+* :func:`tcn_to_attention` / :func:`convert_lifter_state_dict`: mmpose's
+  ``TCN`` pose lifter -> :class:`TCNAttnNet` (unpadded dilated convs,
+  sliced residuals).
 
 See ``docs/convert.md`` and ``tools/convert_cnn.py``.
 """
@@ -15,11 +18,15 @@ from .checkpoint import (LAYOUTS, detect_layout, load_cnn_state_dict,
 from .conv import (HARD_NEG, INITS, UnsupportedConvError, check_convertible,
                    conv_to_attention, proj_weight, soft_init_bound)
 from .model import CONV_TYPES, ConversionReport, convert_model
+from .tcn import (convert_lifter_state_dict, relative_error, tcn_settings,
+                  tcn_state_to_attention, tcn_to_attention)
 
 __all__ = [
     'conv_to_attention', 'check_convertible', 'proj_weight',
     'soft_init_bound', 'UnsupportedConvError', 'HARD_NEG', 'INITS',
     'convert_model', 'ConversionReport', 'CONV_TYPES', 'load_cnn_state_dict',
     'read_checkpoint', 'detect_layout', 'save_converted',
-    'torchvision_to_mmpretrain', 'LAYOUTS'
+    'torchvision_to_mmpretrain', 'LAYOUTS', 'tcn_to_attention',
+    'tcn_settings', 'tcn_state_to_attention', 'convert_lifter_state_dict',
+    'relative_error'
 ]

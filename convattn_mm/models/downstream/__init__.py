@@ -4,11 +4,11 @@ SAResNet weight map for fine-tuning. See ``docs/downstream.md``."""
 from .optim import (BackboneLayerDecayOptimWrapperConstructor,
                     backbone_layer_depth)
 from .pretrained import resnet_to_saresnet
-from .temporal import TemporalAttnBlock, TemporalAttnNet
+from .temporal import TemporalAttnBlock, TemporalAttnNet, TemporalAttnStream
 from .volume import VolumeAttnBlock, VolumeAttnNet
 
 __all__ = [
     'BackboneLayerDecayOptimWrapperConstructor', 'backbone_layer_depth',
     'resnet_to_saresnet', 'TemporalAttnBlock', 'TemporalAttnNet',
-    'VolumeAttnBlock', 'VolumeAttnNet'
+    'TemporalAttnStream', 'VolumeAttnBlock', 'VolumeAttnNet'
 ]

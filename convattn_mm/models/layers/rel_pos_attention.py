@@ -58,6 +58,15 @@ class RelPosAttention(BaseModule):
             and values up to the window (exact for ``border='zeros'``, which
             it requires), ``'error'``.
         rank (int): spatial rank, 1-3. Default 2.
+        causal (bool): rank 1 only (time): query ``t`` sees only keys
+            ``t + δ`` with ``δ <= 0``, the ``kernel_size`` frames
+            ``t, t-d, ..., t-(K-1)d`` (NATTEN's ``is_causal``). Run as the
+            centred window of ``2K-1`` frames with ``-inf`` added to the
+            scores of the future offsets ``δ > 0`` -- every backend that
+            carries a bias runs it, at about twice the attention-core work
+            of a ``K``-frame window (projections unchanged). Needs
+            ``border='mask'`` or ``'zeros'``; ``small_map='pad'`` is then
+            exact for ``'mask'`` too (the padding lies in the future).
 
     Shapes:
         ``forward``: ``[B, *spatial, C] -> [B, *out_spatial, out_dims]``;
@@ -86,9 +95,18 @@ class RelPosAttention(BaseModule):
                  backend='auto',
                  small_map='shrink',
                  rank=2,
+                 causal=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         check_choice(rank, (1, 2, 3), 'rank')
+        if causal and rank != 1:
+            raise NotImplementedError(
+                f'causal=True with rank={rank}: causal windows exist on one '
+                f'(time) axis only; use rank=1')
+        if causal and border == 'shift':
+            raise ValueError("causal=True needs border='mask' or 'zeros' "
+                             "(a 'shift' window moves into the future at the "
+                             "start of the sequence), got border='shift'")
         if head_dims is None:
             if embed_dims % num_heads:
                 raise ValueError(
@@ -98,19 +116,23 @@ class RelPosAttention(BaseModule):
         check_choice(border, BORDERS, 'border')
         check_backend(backend)
         check_choice(small_map, SMALL_MAP_RULES, 'small_map')
-        if small_map == 'pad' and border != 'zeros':
+        if small_map == 'pad' and border != 'zeros' and not causal:
             raise ValueError(f"small_map='pad' is exact only for "
-                             f"border='zeros', got border={border!r}")
+                             f"border='zeros' (or causal=True), got "
+                             f"border={border!r}")
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.head_dims = head_dims
         self.out_dims = out_dims or embed_dims
-        self.rank = rank
+        self.rank, self.causal = rank, causal
         self.kernel_size = to_tuple(kernel_size, rank, 'kernel_size',
                                     allow_global=True)
         for k in self.kernel_size:
-            if k != GLOBAL and k % 2 == 0:
+            if k != GLOBAL and k % 2 == 0 and not causal:
                 raise ValueError(f'kernel_size={kernel_size!r}: window sizes '
                                  f"must be odd or 'global'")
+        if causal:  # the centred window that holds the K causal frames
+            self.kernel_size = tuple(k if k == GLOBAL else 2 * k - 1
+                                     for k in self.kernel_size)
         self.dilation = to_tuple(dilation, rank, 'dilation')
         self.query_stride = to_tuple(query_stride, rank, 'query_stride')
         self.border, self.backend, self.small_map = border, backend, small_map
@@ -212,7 +234,7 @@ class RelPosAttention(BaseModule):
         rel_keys [H, T, D] | None`` for the op."""
         enc = self.pos_encoding
         if enc is None:
-            return q, k, None, None
+            return q, k, self._causal_bias(None, spec, q), None
         if coords is None:
             coords = _coords(spec, strided=False, device=q.device)
         q, k = enc.transform_qk(q, k, coords, coords)
@@ -224,10 +246,23 @@ class RelPosAttention(BaseModule):
         rel = enc.rel_keys(offsets)
         bias = None if bias is None else bias.to(q.dtype)
         rel = None if rel is None else rel.to(q.dtype)
-        return q, k, bias, rel
+        return q, k, self._causal_bias(bias, spec, q), rel
+
+    def _causal_bias(self, bias, spec, q):
+        """``bias [H, T]`` (or None) with ``-inf`` on the future offsets
+        ``δ > 0`` when ``causal``."""
+        if not self.causal:
+            return bias
+        future = spec.table_offsets()[:, 0].to(q.device) > 0
+        if bias is None:
+            bias = q.new_zeros(self.num_heads, future.numel())
+        return bias.masked_fill(future, float('-inf'))
 
     def _use_augmentation(self, q):
-        """Quadratic scores as extra head dims when running on NATTEN."""
+        """Quadratic scores as extra head dims when running on NATTEN
+        (never for causal windows: the future mask is a bias)."""
+        if self.causal:
+            return False
         return self.backend == 'natten' or (self.backend == 'auto'
                                             and q.is_cuda)
 
@@ -267,7 +302,8 @@ class RelPosAttention(BaseModule):
                 f'head_dims={self.head_dims}, out_dims={self.out_dims}, '
                 f'kernel_size={self.kernel_size}, dilation={self.dilation}, '
                 f'query_stride={self.query_stride}, border={self.border!r}, '
-                f'backend={self.backend!r}, small_map={self.small_map!r}')
+                f'backend={self.backend!r}, small_map={self.small_map!r}' +
+                (', causal=True' if self.causal else ''))
 
 
 class AttentionRecorder:
