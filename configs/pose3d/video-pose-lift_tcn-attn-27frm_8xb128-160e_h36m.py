@@ -29,3 +29,18 @@ optim_wrapper.optimizer.update(lr=1e-4, weight_decay=0.01)
 param_scheduler = _base_.pose3d_param_scheduler
 param_scheduler[0].update(end=1)
 param_scheduler[1].update(begin=1, T_max=159)
+
+# the random flip of the δ-attention lifters (one mirror for 2-D and 3-D;
+# see video-pose-lift_temporal-attn-27frm_8xb128-160e_h36m.py)
+train_dataloader = dict(
+    dataset=dict(pipeline=[
+        dict(
+            type='RandomFlipAroundRoot',
+            keypoints_flip_cfg=dict(center_mode='static', center_x=500.0),
+            target_flip_cfg=dict(center_mode='static', center_x=0.0)),
+        dict(type='GenerateTarget', encoder=_base_.codec),
+        dict(
+            type='PackPoseInputs',
+            meta_keys=('id', 'category_id', 'target_img_path',
+                       'flip_indices', 'target_root'))
+    ]))

@@ -138,12 +138,13 @@ def generate_motion(action, num_frames, rng, bones, fps=FPS):
         ang[f'elbow_{side}'] += u(0.1, 0.3)
     leg = -bones[2, 2] - bones[3, 2]
     height = np.full(num_frames, leg)
-    start = rng.uniform(-0.5, 0.5, 2)
+    start = rng.uniform(-0.3, 0.3, 2)
     heading0 = u(-np.pi, np.pi)
     if action == 'Walking':
         freq, amp = u(0.8, 1.1), u(0.35, 0.5)
         speed = freq * 1.3 * amp
-        turn = u(-0.5, 0.5)  # rad/s: walking on a curve
+        radius = u(0.8, 1.1)  # walking in a circle, either way round
+        turn = rng.choice([-1.0, 1.0]) * speed / radius
         phi = 2 * np.pi * freq * t + u(0, 2 * np.pi)
         ang['hip_l'], ang['hip_r'] = amp * np.sin(phi), -amp * np.sin(phi)
         ang['knee_l'] = 1.1 * amp * np.clip(-np.cos(phi), 0, None)
@@ -155,9 +156,9 @@ def generate_motion(action, num_frames, rng, bones, fps=FPS):
         ang['elbow_r'] += 0.3 + 0.2 * np.clip(np.sin(phi), 0, None)
         ang['lean'] += u(0.03, 0.1)
         heading = heading0 + turn * t
-        step = speed / fps * np.stack([np.cos(heading), np.sin(heading)], 1)
-        xy = start + np.cumsum(step, 0) - step[0]
-        xy -= xy.mean(0) - start  # stay near the centre of the room
+        # p' = speed (cos, sin)(heading): a circle around `start`
+        xy = start + speed / turn * np.stack(
+            [np.sin(heading), -np.cos(heading)], 1)
         height = height * np.cos(amp * np.sin(phi)) + 0.02 * np.cos(2 * phi)
     elif action == 'Directions':
         heading = heading0 + u(0.8, 1.6) * np.sin(
