@@ -11,7 +11,15 @@ POSE3D_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'pose3d',
                                            '*.py')))
 TCN_27FRM = ('mmpose::body_3d_keypoint/video_pose_lift/h36m/'
              'video-pose-lift_tcn-27frm-supv_8xb128-160e_h36m.py')
-FIXTURE = dict(num_frames=300, num_cameras=2, noise_2d=8.0, seed=0)
+FIXTURE = dict(num_frames=300, num_cameras=2, noise_2d=15.0, seed=0)
+#: frames of the fixture's test split (S9, S11; four actions)
+TEST_FRAMES = 2 * 4 * FIXTURE['num_cameras'] * FIXTURE['num_frames']
+
+
+def spread(count):
+    """``count`` test-split sample indices spread over every sequence
+    (each action and camera), for a quick validation."""
+    return list(range(0, TEST_FRAMES, TEST_FRAMES // count))[:count]
 
 #: backbone settings small enough for CPU runs (same types)
 SMALL = {
@@ -74,6 +82,8 @@ def fixture_cfg(path, data_root, work_dir, iters, batch_size=64, lr=1e-3,
                                         interval=iters, by_epoch=False)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
     cfg.work_dir = str(work_dir)
+    # one visualizer (and scalars.json) per run, also in one process
+    cfg.visualizer.name = f'visualizer:{work_dir}'
     cfg.randomness = dict(seed=seed)
     cfg.pop('auto_scale_lr', None)
     cfg.load_from = None

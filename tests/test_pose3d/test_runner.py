@@ -20,9 +20,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .lifting import (POSE3D_CONFIGS, ROOT, fixture_cfg,  # noqa: E402
-                      last_val_metrics, name)
+                      last_val_metrics, name, spread)
 
 ACTIONS = ('Directions', 'Greeting', 'SittingDown', 'Walking')
+LIFT_27FRM = (f'{ROOT}/configs/pose3d/'
+              'video-pose-lift_temporal-attn-27frm_8xb128-160e_h36m.py')
 
 
 def test_config_list_is_complete():
@@ -84,7 +86,7 @@ def test_config_trains_and_evaluates_on_fixture(path, h36m, tmp_path):
     root, paths = h36m
     iters = 3
     cfg = fixture_cfg(path, root, tmp_path / 'work', iters, batch_size=16,
-                      val_indices=None if 'motionbert' in path else 96)
+                      val_indices=None if 'motionbert' in path else spread(96))
     run_repo_train_script(cfg, tmp_path)
     # MotionBERT's protocol skips S9's Greeting and SittingDown clips
     check_run(tmp_path / 'work', iters)
@@ -97,9 +99,8 @@ def test_mim_train_mmpose_and_inference(h36m, tmp_path):
     root, paths = h36m
     iters = 3
     work = tmp_path / 'work'
-    cfg = fixture_cfg(f'{ROOT}/configs/pose3d/'
-                      'video-pose-lift_temporal-attn-27frm_8xb128-160e_h36m.py',
-                      root, work, iters, batch_size=16, val_indices=96)
+    cfg = fixture_cfg(LIFT_27FRM, root, work, iters, batch_size=16,
+                      val_indices=spread(96))
     cfg_path = tmp_path / 'cfg.py'
     cfg.dump(str(cfg_path))
     import mmpose
