@@ -65,12 +65,14 @@ def lift(model, x):
 def main(argv=None):
     args = parse_args(argv)
     from mmengine.config import Config
+    from mmengine.hub import get_config
     from mmengine.runner.checkpoint import save_checkpoint
 
     import convattn_mm.registry  # noqa: F401 (registers the scope)
     from convattn_mm.convert import (convert_lifter_state_dict,
                                      load_cnn_state_dict, relative_error)
-    cfg = Config.fromfile(args.config)
+    cfg = (get_config(args.config) if '::' in args.config else
+           Config.fromfile(args.config))
     state, _ = load_cnn_state_dict(args.checkpoint, layout='auto',
                                    trust=args.trust_checkpoint)
     new_state, backbone = convert_lifter_state_dict(

@@ -37,6 +37,13 @@ def name(path):
     return osp.splitext(osp.basename(path))[0]
 
 
+def load_config(path):
+    """A config file, or an installed package's (``mmpose::...``)."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    return get_config(path) if '::' in path else Config.fromfile(path)
+
+
 def fixture_cfg(path, data_root, work_dir, iters, batch_size=64, lr=1e-3,
                 val_indices=None, noisy=None, small=True, seed=0,
                 val_batch_size=256):
@@ -45,8 +52,7 @@ def fixture_cfg(path, data_root, work_dir, iters, batch_size=64, lr=1e-3,
     processes, warm-up + cosine over the run, validation and a checkpoint
     at the end, fixed seed. ``noisy``: the fixture's noisy 2-D files
     (``{'train': ..., 'test': ...}``) as mmpose's detection source."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(path)
+    cfg = load_config(path)
     bb = cfg.model.backbone
     if small:
         bb.update(SMALL[bb.type.split('.')[-1]])

@@ -112,10 +112,32 @@ def test_mim_train_mmpose_and_inference(h36m, tmp_path):
                          env=env, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     check_run(work, iters)
-    poses = lift_sequence(str(cfg_path), str(work / f'iter_{iters}.pth'),
-                          root, paths)
+    ckpt = str(work / f'iter_{iters}.pth')
+    start, frames = 500, 27  # S9 Walking, camera 55011271 (1000x1000)
+    poses = lift_sequence(str(cfg_path), ckpt, root, paths, start, frames)
     assert poses.shape == (1, 17, 3) and np.isfinite(poses).all()
-    np.testing.assert_allclose(poses[0, 0], 0, atol=1e-6)  # root-relative
+    # the same window through the test data set and the model: the same
+    # pose (inference places the root-relative pose at a zero root)
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+    from mmpose.apis import init_model
+    from mmpose.registry import DATASETS
+    cfg = Config.fromfile(str(cfg_path))
+    ds_cfg = cfg.test_dataloader.dataset
+    ds_cfg.pop('indices', None)
+    with DefaultScope.overwrite_default_scope('mmpose'):
+        ds = DATASETS.build(ds_cfg)
+    target = np.load(osp.join(root, paths['test']))['imgname'][
+        start + frames // 2]
+    idx = next(i for i in range(len(ds))
+               if ds.get_data_info(i)['target_img_path'][0] == target)
+    model = init_model(str(cfg_path), ckpt, device='cpu')
+    with torch.no_grad():
+        ref = model.test_step(pseudo_collate([ds[idx]]))[0]
+    ref = np.asarray(ref.pred_instances.keypoints).reshape(1, 17, 3)
+    np.testing.assert_allclose(poses - poses[:, :1], ref - ref[:, :1],
+                               atol=1e-5)
 
 
 def lift_sequence(cfg_path, ckpt, root, paths, start=500, frames=27):
@@ -138,5 +160,5 @@ def lift_sequence(cfg_path, ckpt, root, paths, start=500, frames=27):
         s.track_id = 0
         seq.append([s])
     results = inference_pose_lifter_model(model, seq, with_track_id=True,
-                                          image_size=(1000, 1002))
+                                          image_size=(1000, 1000))
     return np.asarray(results[0].pred_instances.keypoints)
