@@ -6,6 +6,9 @@
   :class:`ConversionReport`;
 * :func:`load_cnn_state_dict` / :func:`save_converted`: mmengine, plain and
   torchvision checkpoint layouts;
+* ``ConvToAttention`` (registered in ``MODELS``): a config-level "this
+  network, with its convolutions as attention";
+* :func:`resnet_to_saresnet`: ResNet weights onto an ``SAResNet``;
 * :func:`tcn_to_attention` / :func:`convert_lifter_state_dict`: mmpose's
   ``TCN`` pose lifter -> :class:`TCNAttnNet` (unpadded dilated convs,
   sliced residuals).
@@ -17,7 +20,9 @@ from .checkpoint import (LAYOUTS, detect_layout, load_cnn_state_dict,
                          torchvision_to_mmpretrain)
 from .conv import (HARD_NEG, INITS, UnsupportedConvError, check_convertible,
                    conv_to_attention, proj_weight, soft_init_bound)
+from .converted import ConvToAttention
 from .model import CONV_TYPES, ConversionReport, convert_model
+from .resnet import resnet_to_saresnet
 from .tcn import (convert_lifter_state_dict, relative_error, tcn_settings,
                   tcn_state_to_attention, tcn_to_attention)
 
@@ -26,7 +31,7 @@ __all__ = [
     'soft_init_bound', 'UnsupportedConvError', 'HARD_NEG', 'INITS',
     'convert_model', 'ConversionReport', 'CONV_TYPES', 'load_cnn_state_dict',
     'read_checkpoint', 'detect_layout', 'save_converted',
-    'torchvision_to_mmpretrain', 'LAYOUTS', 'tcn_to_attention',
-    'tcn_settings', 'tcn_state_to_attention', 'convert_lifter_state_dict',
-    'relative_error'
+    'torchvision_to_mmpretrain', 'LAYOUTS', 'ConvToAttention',
+    'resnet_to_saresnet', 'tcn_to_attention', 'tcn_settings',
+    'tcn_state_to_attention', 'convert_lifter_state_dict', 'relative_error'
 ]

@@ -22,7 +22,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
-from convattn_mm.models.downstream.temporal import TemporalAttnBlock
+from .temporal import TemporalAttnBlock
 from convattn_mm.registry import MODELS
 
 

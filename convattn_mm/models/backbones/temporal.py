@@ -27,8 +27,8 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
-from .block import RelPosAttnBlock
 
 
 @MODELS.register_module()
