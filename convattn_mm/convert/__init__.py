@@ -25,6 +25,7 @@ from .model import CONV_TYPES, ConversionReport, convert_model
 from .resnet import resnet_to_saresnet
 from .tcn import (convert_lifter_state_dict, relative_error, tcn_settings,
                   tcn_state_to_attention, tcn_to_attention)
+from .tcn_attn import TCNAttnNet
 
 __all__ = [
     'conv_to_attention', 'check_convertible', 'proj_weight',
@@ -33,5 +34,6 @@ __all__ = [
     'read_checkpoint', 'detect_layout', 'save_converted',
     'torchvision_to_mmpretrain', 'LAYOUTS', 'ConvToAttention',
     'resnet_to_saresnet', 'tcn_to_attention', 'tcn_settings',
-    'tcn_state_to_attention', 'convert_lifter_state_dict', 'relative_error'
+    'tcn_state_to_attention', 'convert_lifter_state_dict', 'relative_error',
+    'TCNAttnNet'
 ]

@@ -5,7 +5,7 @@ Each dilated, unpadded convolution becomes the exact attention form of the
 'same'-padded convolution of its weights (:func:`conv_to_attention`,
 ``init='exact'``) cropped to the valid frames; batch norms, 1x1
 convolutions and the sliced residuals carry over unchanged
-(``convattn_mm/models/backbones/tcn_attn.py``). Both of the TCN's forms
+(``convattn_mm/convert/tcn_attn.py``). Both of the TCN's forms
 convert: ``use_stride_conv=True`` (strided kernels, one output frame) has
 the same weights as the dilated form.
 
@@ -14,6 +14,8 @@ the same weights as the dilated form.
 ``tools/convert_tcn.py`` wraps it for the command line.
 """
 from convattn_mm.utils import check_choice
+
+from .tcn_attn import TCNAttnNet, temporal_conv_attention
 
 TCN_TYPES = ('TCN', 'mmpose.TCN')
 
@@ -55,7 +57,6 @@ def tcn_state_to_attention(state, settings, conv_init='exact', qk_dims=None):
     The attention layers come from :func:`conv_to_attention` on each
     convolution's weight (``init=conv_init``).
     """
-    from convattn_mm.models.backbones.tcn_attn import temporal_conv_attention
     ks, stem = settings['kernel_sizes'], settings['stem_channels']
     out = {}
 
@@ -103,7 +104,6 @@ def tcn_to_attention(tcn, conv_init='exact', qk_dims=None):
         >>> torch.allclose(net(x)[-1], tcn(x)[-1], atol=1e-5)
         True
     """
-    from convattn_mm.models.backbones.tcn_attn import TCNAttnNet
     settings = tcn_settings(dict(
         type='TCN', in_channels=tcn.in_channels,
         stem_channels=tcn.stem_channels, num_blocks=tcn.num_blocks,

@@ -52,7 +52,7 @@ def test_converter_errors():
     with pytest.raises(ValueError, match='conv_cfg'):
         tcn_settings(dict(type='TCN', in_channels=34,
                           conv_cfg=dict(type='Conv2d')))
-    from convattn_mm.models import TCNAttnNet
+    from convattn_mm.convert import TCNAttnNet
     with pytest.raises(ValueError, match='kernel_sizes'):
         TCNAttnNet(34, num_blocks=2, kernel_sizes=(3, 3))
     with pytest.raises(ValueError, match='receptive_field=27'):

@@ -1,5 +1,7 @@
 """mmpose's ``TCN`` (VideoPose3D) with every temporal convolution a
-δ-attention layer: the target of :func:`convattn_mm.convert.tcn_to_attention`.
+δ-attention layer: the target of :func:`convattn_mm.convert.tcn_to_attention`
+(a registered backbone that lives with the converter, as ``ConvToAttention``
+does: its layers are built by :func:`conv_to_attention`).
 
 The TCN's convolutions are dilated and *unpadded* ('valid'): a kernel ``k``
 at dilation ``d`` shortens the sequence by ``(k-1)·d``, and each block's
@@ -32,6 +34,8 @@ from mmengine.model import BaseModule
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
+from .conv import conv_to_attention
+
 CONV_INITS = ('exact', 'gated', 'quadratic')
 
 
@@ -41,7 +45,6 @@ def temporal_conv_attention(in_channels, out_channels, kernel_size, dilation,
     """The :class:`ConvAttention` of a ('same'-padded) ``Conv1d`` with
     ``weight [out, in, k]`` (a default-initialised conv when None), built by
     :func:`convattn_mm.convert.conv_to_attention` with ``conv_init``."""
-    from convattn_mm.convert import conv_to_attention
     conv = nn.Conv1d(in_channels, out_channels, kernel_size,
                      dilation=dilation,
                      padding=(kernel_size - 1) * dilation // 2, bias=False)
