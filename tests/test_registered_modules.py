@@ -37,6 +37,12 @@ CASES.update(
                          num_heads=2, kernel_size=3), (2, 7, 8)),
     volume_block=(dict(type='VolumeAttnBlock', embed_dims=8, num_heads=2,
                        kernel_size=3), (2, 3, 4, 4, 8)),
+    motion_attn_net=(dict(type='MotionAttnNet', in_channels=3, embed_dims=8,
+                          depth=1, num_heads=2, num_keypoints=5,
+                          kernel_size=3), (2, 6, 5, 3)),
+    tcn_attn_net=(dict(type='TCNAttnNet', in_channels=6, stem_channels=8,
+                       num_blocks=1, kernel_sizes=(3, 3), dropout=0.0),
+                  (2, 6, 11)),
 )
 
 

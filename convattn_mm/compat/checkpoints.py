@@ -195,7 +195,8 @@ def safe_globals():
         list of ``(object, 'module.name')`` pairs: numpy scalars, arrays
         (``_reconstruct`` + ``ndarray``: their elements still go through the
         restricted unpickler), ``numpy.dtype`` and its per-type classes, and
-        ``collections.Counter``. No function that can call arbitrary code.
+        ``collections.Counter`` and ``bytes``. No function that can call
+        arbitrary code.
     """
     try:  # numpy >= 2
         from numpy._core import multiarray
@@ -206,7 +207,10 @@ def safe_globals():
         pairs.append((multiarray.scalar, f'{mod}.scalar'))
         pairs.append((multiarray._reconstruct, f'{mod}._reconstruct'))
     pairs += [(np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype'),
-              (collections.Counter, 'collections.Counter')]
+              (collections.Counter, 'collections.Counter'),
+              # an empty array's data pickles as bytes() (protocol 2), e.g.
+              # mmpose's H36M metainfo `sigmas`; it only builds bytes
+              (bytes, 'builtins.bytes')]
     dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25
     if dtypes is not None:
         for name in dir(dtypes):

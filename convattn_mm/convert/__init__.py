@@ -8,7 +8,10 @@
   torchvision checkpoint layouts;
 * ``ConvToAttention`` (registered in ``MODELS``): a config-level "this
   network, with its convolutions as attention";
-* :func:`resnet_to_saresnet`: ResNet weights onto an ``SAResNet``.
+* :func:`resnet_to_saresnet`: ResNet weights onto an ``SAResNet``;
+* :func:`tcn_to_attention` / :func:`convert_lifter_state_dict`: mmpose's
+  ``TCN`` pose lifter -> :class:`TCNAttnNet` (unpadded dilated convs,
+  sliced residuals).
 
 See ``docs/convert.md`` and ``tools/convert_cnn.py``.
 """
@@ -20,6 +23,9 @@ from .conv import (HARD_NEG, INITS, UnsupportedConvError, check_convertible,
 from .converted import ConvToAttention
 from .model import CONV_TYPES, ConversionReport, convert_model
 from .resnet import feature_errors, resnet_to_saresnet
+from .tcn import (convert_lifter_state_dict, relative_error, tcn_settings,
+                  tcn_state_to_attention, tcn_to_attention)
+from .tcn_attn import TCNAttnNet
 
 __all__ = [
     'conv_to_attention', 'check_convertible', 'proj_weight',
@@ -27,5 +33,7 @@ __all__ = [
     'convert_model', 'ConversionReport', 'CONV_TYPES', 'load_cnn_state_dict',
     'read_checkpoint', 'detect_layout', 'save_converted',
     'torchvision_to_mmpretrain', 'LAYOUTS', 'ConvToAttention',
-    'resnet_to_saresnet', 'feature_errors'
+    'resnet_to_saresnet', 'feature_errors', 'tcn_to_attention',
+    'tcn_settings', 'tcn_state_to_attention', 'convert_lifter_state_dict',
+    'relative_error', 'TCNAttnNet'
 ]

@@ -89,7 +89,7 @@ def lifter_batch(batch=2, frames=27, joints=17):
 
 def test_lifter_train_step():
     cfg = load_config(
-        f'{ROOT}/configs/pose/'
+        f'{ROOT}/configs/pose3d/'
         'video-pose-lift_temporal-attn-27frm_8xb128-160e_h36m.py')
     with scope('mmpose'):
         model = MODELS.build(cfg.model)

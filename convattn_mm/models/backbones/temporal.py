@@ -13,7 +13,17 @@
 temporal blocks whose dilations grow (1, 3, 9, ... like the TCN's receptive
 field), and the centre frame (or the last one when ``causal``) is returned
 as ``[B, C, 1]`` -- what ``TemporalRegressionHead`` reads.
+
+With ``causal=True`` every window holds only the current and past frames
+(see ``RelPosAttention(causal=True)``), so the output of frame ``t`` never
+depends on frames after ``t``: a real-time lifter. It depends on the last
+``receptive_field = 1 + Σ_l (K-1)·d_l`` frames only, and
+:class:`TemporalAttnStream` lifts a live stream at a constant cost per new
+frame: one forward over those frames.
 """
+import collections
+
+import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
@@ -38,6 +48,7 @@ class TemporalAttnBlock(RelPosAttnBlock):
         mlp_ratio (float), drop (float), drop_path (float): as usual.
         border (str): window border rule (``'shift'``: every frame sees a
             full window; ``'mask'``: centred windows, cut at the ends).
+        causal (bool): windows of the current and past frames only.
     """
 
     rank = 1
@@ -45,10 +56,10 @@ class TemporalAttnBlock(RelPosAttnBlock):
     def __init__(self, embed_dims, num_heads, kernel_size=7, dilation=1,
                  pos_encoding=dict(type='RelativeBiasTable'), mlp_ratio=2.0,
                  drop=0.0, drop_path=0.0, border='shift', backend='auto',
-                 init_cfg=None):
+                 causal=False, init_cfg=None):
         super().__init__(embed_dims, num_heads, kernel_size, dilation,
                          pos_encoding, mlp_ratio, drop, drop_path, border,
-                         backend, init_cfg)
+                         backend, init_cfg, causal=causal)
 
 
 @MODELS.register_module()
@@ -64,7 +75,11 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
         kernel_size (int): window in frames. Default 3.
         dilations (sequence[int]): per block, cycled; default ``(1, 3, 9)``
             (the receptive field of a 3-block TCN with kernel 3: 27 frames).
-        causal (bool): return the last frame instead of the centre one.
+        causal (bool): causal windows (a frame sees itself and the past
+            only) and the last frame as the target instead of the centre
+            one.
+        border (str, optional): the blocks' border rule; default ``'mask'``
+            when ``causal``, else ``'shift'``.
         out_frames (str): ``'target'`` (one frame, ``[B, C, 1]``) or
             ``'all'`` (``[B, C, T]``).
         drop_rate, drop_path_rate, pos_encoding, backend: as in the block.
@@ -83,7 +98,7 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
 
     def __init__(self, in_channels, embed_dims=256, depth=4, num_heads=8,
                  kernel_size=3, dilations=(1, 3, 9), causal=False,
-                 out_frames='target',
+                 border=None, out_frames='target',
                  pos_encoding=dict(type='RelativeBiasTable'), mlp_ratio=2.0,
                  drop_rate=0.0, drop_path_rate=0.0, backend='auto',
                  block_cfgs=None,
@@ -101,37 +116,88 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
         if not dilations or not all(
                 isinstance(d, int) and d >= 1 for d in dilations):
             raise ValueError(f'dilations={dilations!r} must be positive ints')
+        if border is None:
+            border = 'mask' if causal else 'shift'
         self.in_channels, self.causal = in_channels, causal
         self.out_frames = out_frames
         declare_channels(self, [embed_dims], out_indices=(0, ))
+        dilations = [dilations[i % len(dilations)] for i in range(depth)]
         self.embed = nn.Linear(in_channels, embed_dims)
         defaults = [
             dict(num_heads=num_heads, kernel_size=kernel_size,
-                 dilation=dilations[i % len(dilations)],
-                 pos_encoding=pos_encoding, mlp_ratio=mlp_ratio,
-                 drop=drop_rate,
+                 dilation=dilations[i], pos_encoding=pos_encoding,
+                 mlp_ratio=mlp_ratio, drop=drop_rate,
                  drop_path=drop_path_rate * i / max(depth - 1, 1),
-                 backend=backend) for i in range(depth)
+                 border=border, backend=backend, causal=causal)
+            for i in range(depth)
         ]
+        cfgs = merge_cfgs(
+            defaults, block_cfgs,
+            block_options(TemporalAttnBlock, ('embed_dims', 'init_cfg')),
+            'block_cfgs')
+        #: frames an output depends on (away from the ends for 'shift');
+        #: None for global windows
+        self.receptive_field = None if any(
+            c['kernel_size'] == 'global' for c in cfgs) else 1 + sum(
+                (c['kernel_size'] - 1) * c['dilation'] for c in cfgs)
         self.blocks = nn.ModuleList(
-            TemporalAttnBlock(embed_dims, **cfg) for cfg in merge_cfgs(
-                defaults, block_cfgs,
-                block_options(TemporalAttnBlock, ('embed_dims', 'init_cfg')),
-                'block_cfgs'))
+            TemporalAttnBlock(embed_dims, **cfg) for cfg in cfgs)
         self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
 
     def forward(self, x):
+        """``[B, in_channels, T]`` or ``[B, K, C_kpt, T]`` -> a 1-tuple of
+        ``[B, embed_dims, 1 | T]``."""
         if x.dim() == 4:
             x = x.flatten(1, 2)
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise ValueError(f'x.shape={tuple(x.shape)}: expected [B, '
                              f'{self.in_channels}, T] or [B, K, C, T] with '
                              f'K*C={self.in_channels}')
-        x = self.embed(x.transpose(1, 2))  # [B, T, C]
-        for blk in self.blocks:
-            x = blk(x)
-        x = self.norm(x)
+        x = self.forward_frames(x.transpose(1, 2))
         if self.out_frames == 'target':
             t = x.shape[1] - 1 if self.causal else x.shape[1] // 2
             x = x[:, t:t + 1]
         return (x.transpose(1, 2).contiguous(), )
+
+    def forward_frames(self, x):
+        """Every frame: ``[B, T, in_channels] -> [B, T, embed_dims]``."""
+        x = self.embed(x)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+
+class TemporalAttnStream:
+    """Lift a live keypoint stream with a causal :class:`TemporalAttnNet`,
+    one frame at a time, at a constant cost per frame.
+
+    It keeps the last ``net.receptive_field`` frames and runs the net over
+    them for each new frame: the newest output equals the causal net's
+    output for that frame on the whole stream (the frames before the
+    buffer cannot reach it), and the work per frame is one forward over
+    ``receptive_field`` frames whatever the stream's length.
+
+    Example:
+        >>> net = TemporalAttnNet(34, 32, depth=2, num_heads=4, causal=True)
+        >>> stream = TemporalAttnStream(net.eval())
+        >>> stream.push(torch.randn(1, 34)).shape
+        torch.Size([1, 32])
+    """
+
+    def __init__(self, net):
+        if not getattr(net, 'causal', False):
+            raise ValueError('TemporalAttnStream needs a causal net '
+                             '(TemporalAttnNet(causal=True))')
+        if net.receptive_field is None:
+            raise ValueError("TemporalAttnStream needs finite windows, not "
+                             "kernel_size='global'")
+        self.net = net
+        self.frames = collections.deque(maxlen=net.receptive_field)
+
+    @torch.no_grad()
+    def push(self, frame):
+        """``frame [B, in_channels]`` -> the newest frame's features
+        ``[B, embed_dims]``."""
+        self.frames.append(frame)
+        return self.net.forward_frames(torch.stack(tuple(self.frames),
+                                                   1))[:, -1]

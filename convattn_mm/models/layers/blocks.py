@@ -14,19 +14,22 @@ from .rel_pos_attention import RelPosAttention
 
 class RelPosAttnBlock(BaseModule):
     """Pre-norm residual block of rank-``rank`` δ-attention + MLP on
-    ``[B, *spatial, C]`` (windows larger than the map shrink to the axis)."""
+    ``[B, *spatial, C]`` (windows larger than the map shrink to the axis;
+    ``causal`` windows are zero-padded in the future instead, so that a
+    frame sees the same past on any map size)."""
     rank = None
 
     def __init__(self, embed_dims, num_heads, kernel_size, dilation,
                  pos_encoding, mlp_ratio, drop, drop_path, border, backend,
-                 init_cfg):
+                 init_cfg, causal=False):
         super().__init__(init_cfg=init_cfg)
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.attn = RelPosAttention(
             embed_dims, num_heads, kernel_size=kernel_size,
             dilation=dilation, border=border, pos_encoding=pos_encoding,
-            proj_drop=drop, backend=backend, small_map='shrink',
-            rank=self.rank)
+            proj_drop=drop, backend=backend,
+            small_map='pad' if causal else 'shrink', rank=self.rank,
+            causal=causal)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else \
             nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)

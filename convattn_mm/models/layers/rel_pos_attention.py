@@ -13,6 +13,7 @@ For a map ``x [B, *spatial, C]`` (rank 1, 2 or 3) and each head ``h``::
 receptive field; with ``kernel_size='global'`` it is global attention.
 """
 import contextlib
+import dataclasses
 import math
 
 import torch
@@ -67,6 +68,15 @@ class RelPosAttention(BaseModule):
             and values up to the window (exact for ``border='zeros'``, which
             it requires), ``'error'``.
         rank (int): spatial rank, 1-3. Default 2.
+        causal (bool): rank 1 only (time): query ``t`` sees only keys
+            ``t + δ`` with ``δ <= 0``, the ``kernel_size`` frames
+            ``t, t-d, ..., t-(K-1)d`` (NATTEN's ``is_causal``). Run as the
+            centred window of ``2K-1`` frames with ``-inf`` added to the
+            scores of the future offsets ``δ > 0`` -- every backend that
+            carries a bias runs it, at about twice the attention-core work
+            of a ``K``-frame window (projections unchanged). Needs
+            ``border='mask'`` or ``'zeros'``; ``small_map='pad'`` is then
+            exact for ``'mask'`` too (the padding lies in the future).
 
     Shapes:
         ``forward``: ``[B, *spatial, C] -> [B, *out_spatial, out_dims]``;
@@ -95,23 +105,39 @@ class RelPosAttention(BaseModule):
                  backend='auto',
                  small_map='shrink',
                  rank=2,
+                 causal=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         check_choice(rank, (1, 2, 3), 'rank')
+        if causal and rank != 1:
+            raise NotImplementedError(
+                f'causal=True with rank={rank}: causal windows exist on one '
+                f'(time) axis only; use rank=1')
+        if causal and border == 'shift':
+            raise ValueError("causal=True needs border='mask' or 'zeros' "
+                             "(a 'shift' window moves into the future at the "
+                             "start of the sequence), got border='shift'")
         head_dims = resolve_head_dims(embed_dims, num_heads, head_dims)
         if out_dims is not None:
             check_positive_int(out_dims, 'out_dims')
         check_choice(border, BORDERS, 'border')
         check_backend(backend)
         check_choice(small_map, SMALL_MAP_RULES, 'small_map')
-        if small_map == 'pad' and border != 'zeros':
+        if small_map == 'pad' and border != 'zeros' and not causal:
             raise ValueError(f"small_map='pad' is exact only for "
-                             f"border='zeros', got border={border!r}")
+                             f"border='zeros' (or causal=True), got "
+                             f"border={border!r}")
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.head_dims = head_dims
         self.out_dims = out_dims or embed_dims
-        self.rank = rank
-        self.kernel_size = check_odd_kernel(kernel_size, rank)
+        self.rank, self.causal = rank, causal
+        if causal:  # even K is fine: the window holds the K causal frames
+            self.kernel_size = to_tuple(kernel_size, rank, 'kernel_size',
+                                        allow_global=True)
+            self.kernel_size = tuple(k if k == GLOBAL else 2 * k - 1
+                                     for k in self.kernel_size)
+        else:
+            self.kernel_size = check_odd_kernel(kernel_size, rank)
         self.dilation = to_tuple(dilation, rank, 'dilation')
         self.query_stride = to_tuple(query_stride, rank, 'query_stride')
         self.border, self.backend, self.small_map = border, backend, small_map
@@ -229,6 +255,8 @@ class RelPosAttention(BaseModule):
         encoding carries and follows the op's decision."""
         enc = self.pos_encoding
         carry = PositionCarry() if enc is None else enc.carry
+        if self.causal:  # the future mask is a bias, never extra dims
+            carry = dataclasses.replace(carry, bias=True, extra_dims=False)
         params = () if enc is None else tuple(enc.parameters())
         request = attention_request(q, carry, tuple(tensors) + params,
                                     dropout_p)
@@ -240,8 +268,9 @@ class RelPosAttention(BaseModule):
         writes its gradient in that layout (no ``unbind``/``stack``
         copies): ``[B, H, N, D]``, or None when this call cannot take it
         (the plan picks another backend or carries the bias as extra dims,
-        autocast or a dtype other than float32/float64, an encoding that changes q/k, query stride, recording, attention
-        dropout, a subclass's own projection or :meth:`attend`)."""
+        autocast or a dtype other than float32/float64, an encoding that
+        changes q/k, query stride, recording, attention dropout, a
+        subclass's own projection or :meth:`attend`)."""
         enc = self.pos_encoding
         cls = type(self)
         drop = self.attn_drop if self.training else 0.0
@@ -257,6 +286,7 @@ class RelPosAttention(BaseModule):
         if plan.backend != 'fused_cpu' or plan.bias_as == 'extra_dims':
             return None
         bias, rel = self._position_tables(spec, x.device, x.dtype)
+        bias = self._causal_bias(bias, spec, x)
         return fused_cpu.fused_cpu_attention_qkv(self._qkv_fused(x), spec,
                                                  self.scale, bias, rel)
 
@@ -277,14 +307,24 @@ class RelPosAttention(BaseModule):
         for the op."""
         enc = self.pos_encoding
         if enc is None:
-            return q, k, None, None
+            return q, k, self._causal_bias(None, spec, q), None
         coords = _coords(spec, device=q.device)
         q, k = enc.transform_qk(q, k, coords, coords)
         if plan is not None and plan.bias_as == 'extra_dims':
             q, k = enc.augment_qk(q, k, coords, coords, self.scale)
             return q, k, None, None
         bias, rel = self._position_tables(spec, q.device, q.dtype)
-        return q, k, bias, rel
+        return q, k, self._causal_bias(bias, spec, q), rel
+
+    def _causal_bias(self, bias, spec, q):
+        """``bias [H, T]`` (or None) with ``-inf`` on the future offsets
+        ``δ > 0`` when ``causal``."""
+        if not self.causal:
+            return bias
+        future = spec.table_offsets()[:, 0].to(q.device) > 0
+        if bias is None:
+            bias = q.new_zeros(self.num_heads, future.numel())
+        return bias.masked_fill(future, float('-inf'))
 
     @staticmethod
     def pad_tokens(t, spatial, padded):
@@ -327,7 +367,8 @@ class RelPosAttention(BaseModule):
                 f'head_dims={self.head_dims}, out_dims={self.out_dims}, '
                 f'kernel_size={self.kernel_size}, dilation={self.dilation}, '
                 f'query_stride={self.query_stride}, border={self.border!r}, '
-                f'backend={self.backend!r}, small_map={self.small_map!r}')
+                f'backend={self.backend!r}, small_map={self.small_map!r}' +
+                (', causal=True' if self.causal else ''))
 
 
 class AttentionRecorder:
