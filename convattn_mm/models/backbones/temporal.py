@@ -133,7 +133,8 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
         ]
         cfgs = merge_cfgs(
             defaults, block_cfgs,
-            block_options(TemporalAttnBlock, ('embed_dims', 'init_cfg')),
+            block_options(TemporalAttnBlock,
+                          ('embed_dims', 'init_cfg', 'causal')),
             'block_cfgs')
         #: frames an output depends on (away from the ends for 'shift');
         #: None for global windows

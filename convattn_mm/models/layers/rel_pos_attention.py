@@ -125,8 +125,8 @@ class RelPosAttention(BaseModule):
         check_choice(small_map, SMALL_MAP_RULES, 'small_map')
         if small_map == 'pad' and border != 'zeros' and not causal:
             raise ValueError(f"small_map='pad' is exact only for "
-                             f"border='zeros' (or causal=True), got "
-                             f"border={border!r}")
+                             f"border='zeros', got border={border!r} "
+                             f"(causal=True layers also allow it)")
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.head_dims = head_dims
         self.out_dims = out_dims or embed_dims
