@@ -26,7 +26,7 @@ from convattn_mm.ops import GLOBAL
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
-ABS_POS = (None, 'learned', 'sinusoidal')
+ABS_POS = ('learned', 'sinusoidal')
 
 
 def sinusoid(values, dims, max_period=10000.0):
@@ -95,7 +95,7 @@ class MotionDenoiser(BaseModule):
                  pos_encoding=dict(type='RoPE'), abs_pos=None,
                  abs_pos_len=196, backend='auto', init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        check_choice(abs_pos, ABS_POS, 'abs_pos')
+        check_choice(abs_pos, ABS_POS, 'abs_pos', extra=(None, ))
         if global_every < 1:
             raise ValueError(f'global_every={global_every} must be >= 1')
         self.embed_dims, self.abs_pos = embed_dims, abs_pos
