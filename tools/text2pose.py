@@ -1,8 +1,8 @@
 """Generate a motion (or a single pose) from a caption with a trained
 text-to-motion checkpoint, and render it.
 
-    python tools/text2pose.py CONFIG CKPT "a person waves with the right hand" \\
-        --seconds 6 --out wave.gif
+    python tools/text2pose.py CONFIG CKPT \\
+        "a person waves with the right hand" --seconds 6 --out wave.gif
 
 Writes ``wave.gif`` (a 3-D stick figure over a ground plane), ``wave.png``
 (a contact sheet of evenly spaced frames), ``wave_joints.npy`` (``[T, J,

@@ -117,7 +117,8 @@ class CLIPTextEncoder(BaseModule):
         enc = self.tokenizer(list(captions), padding=True, truncation=True,
                              max_length=self.max_length,
                              return_tensors='pt').to(device)
-        with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
+        grad = not self.frozen and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
             out = self.model(**enc)
         return dict(tokens=out.last_hidden_state,
                     mask=enc['attention_mask'].bool(),
