@@ -139,7 +139,7 @@ def test_prompted_classes_and_long_samples():
     classify = NearestCentroid(X, y)
     assert (classify(X) == y).mean() >= 0.9  # the classifier itself works
     model = build()
-    train(model, X, caps, iters=300)
+    train(model, X, caps, iters=150)
     model.eval()
     n = 8
     captions = [p for p in prompts() for _ in range(n)]
