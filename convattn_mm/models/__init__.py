@@ -3,3 +3,4 @@ the registry's ``locations``)."""
 from .encodings import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
+from .text2motion import *  # noqa: F401,F403

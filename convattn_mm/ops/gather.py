@@ -36,11 +36,14 @@ def _scores(q, k, spec, scale, pos_bias, rel_keys, select=None):
 
 
 def gather_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
-                     rel_keys=None, dropout_p=0.0):
+                     rel_keys=None, dropout_p=0.0, key_mask=None):
     """Same contract as :func:`~convattn_mm.ops.reference.reference_attention`
-    (``[B, H, N, D]`` layout)."""
+    (``[B, H, N, D]`` layout), except that ``key_mask`` is ``[B, Nq, Kw]``
+    (per window slot, see :mod:`convattn_mm.ops.key_padding`)."""
     scores, nbr, tbl, is_key, idx = _scores(q, k, spec, scale, pos_bias,
                                             rel_keys)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None], float('-inf'))
     attn = scores.softmax(dim=-1) * is_key  # zero keys carry zero values
     if dropout_p > 0:
         attn = torch.nn.functional.dropout(attn, dropout_p)

@@ -44,7 +44,7 @@ def _axis_dense(length, kernel, dilation, rule, stride, pad):
 
 
 def reference_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
-                        rel_keys=None, dropout_p=0.0):
+                        rel_keys=None, dropout_p=0.0, key_mask=None):
     """Dense neighbourhood attention in the ``[B, H, N, D]`` layout.
 
     Args:
@@ -53,6 +53,9 @@ def reference_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
         spec: the window.
         scale: softmax scale.
         pos_bias: ``[H, T]`` or None. rel_keys: ``[H, T, D]`` or None.
+        key_mask: ``[B, Nq, N]`` bool or None: False drops that key from
+            that query's softmax (key padding, see
+            :mod:`convattn_mm.ops.key_padding`).
 
     Returns:
         ``[B, H, Nq, Dv]``: ``softmax_δ(scale·qᵀ(k_{q+δ} + r_δ) + b_δ) v``.
@@ -90,6 +93,8 @@ def reference_attention(q, k, v, spec: WindowSpec, scale, pos_bias=None,
     if pos_bias is not None:
         scores = scores + pos_bias[:, table]
     scores = scores.masked_fill(~inwin, float('-inf'))
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None], float('-inf'))
     attn = scores.softmax(dim=-1)
     if dropout_p > 0:
         attn = torch.nn.functional.dropout(attn, dropout_p)

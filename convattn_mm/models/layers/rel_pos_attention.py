@@ -27,6 +27,7 @@ from convattn_mm.ops import (BORDERS, GLOBAL, PositionCarry, attention_bhnd,
 from convattn_mm.ops.windows import (check_odd_kernel, table_radius,
                                      window_extent)
 from convattn_mm.ops.gather import attention_weights
+from convattn_mm.ops.key_padding import padded_attention_bhnd
 from convattn_mm.registry import MODELS, build_module
 from convattn_mm.utils import (check_choice, check_positive_int,
                                resolve_head_dims)
@@ -198,21 +199,35 @@ class RelPosAttention(BaseModule):
         return spec, tuple(padded)
 
     # --------------------------------------------------------------- forward
-    def forward(self, x):
-        """``[B, *spatial, C] -> [B, *out_spatial, out_dims]``."""
+    def forward(self, x, key_lengths=None):
+        """``[B, *spatial, C] -> [B, *out_spatial, out_dims]``.
+
+        ``key_lengths`` (rank 1 only): ``[B]`` valid lengths; keys past a
+        sample's length get zero weight and its valid outputs do not depend
+        on them (see :mod:`convattn_mm.ops.key_padding`; ``border='mask'``
+        or global windows, gather/reference backends).
+        """
         if x.dim() != self.rank + 2 or x.shape[-1] != self.embed_dims:
             raise ValueError(
                 f'x.shape={tuple(x.shape)}: expected [B, *spatial, C] with '
                 f'{self.rank} spatial axes and C={self.embed_dims}')
         B, spatial = x.shape[0], tuple(x.shape[1:-1])
         spec, padded = self.window(spatial)
-        out = self._attend_fused(x, spec) if padded == spatial else None
+        if key_lengths is not None and padded != spatial:
+            raise NotImplementedError(
+                f"key_lengths with small_map='pad' on a map of {spatial}: "
+                f"use small_map='shrink'")
+        out = None
+        if padded == spatial and key_lengths is None:
+            out = self._attend_fused(x, spec)
         if out is None:
             q, k, v = self.project_qkv(x)  # [B, H, N, D] (v: [B, H, N, D_v])
             if padded != spatial:
                 q, k, v = (self.pad_tokens(t, spatial, padded)
                            for t in (q, k, v))
-            out = self.attend(q, k, v, spec)  # [B, H, Nq, D_v]
+            # [B, H, Nq, D_v]; subclasses' attend() may not take lengths
+            out = (self.attend(q, k, v, spec) if key_lengths is None else
+                   self.attend(q, k, v, spec, key_lengths))
         out = out.transpose(1, 2).flatten(-2).unflatten(1, spec.out_shape)
         if padded != spatial:
             keep = tuple(-(-L // s) for L, s in zip(spatial,
@@ -239,9 +254,19 @@ class RelPosAttention(BaseModule):
         # contiguous: see ConvAttention.forward_nchw
         return x.movedim(-1, 1).contiguous()
 
-    def attend(self, q, k, v, spec):
-        """The attention core on ``[B, H, N, D]`` tensors for a window."""
+    def attend(self, q, k, v, spec, key_lengths=None):
+        """The attention core on ``[B, H, N, D]`` tensors for a window
+        (``key_lengths [B]``: per-sample valid lengths, rank 1; the bias
+        path then carries the encoding)."""
         drop = self.attn_drop if self.training else 0.0
+        if key_lengths is not None:
+            q, k, pos_bias, rel_keys = self.position_terms(q, k, spec)
+            if self._recorder is not None:
+                self._recorder.record(q, k, spec, self.scale, pos_bias,
+                                      rel_keys)
+            return padded_attention_bhnd(q, k, v, spec, self.scale,
+                                         key_lengths, pos_bias, rel_keys,
+                                         self.backend, drop)
         plan = self.plan(q, spec, drop, (k, v))
         q, k, pos_bias, rel_keys = self.position_terms(q, k, spec, plan=plan)
         if self._recorder is not None:
