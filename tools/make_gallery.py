@@ -2,6 +2,7 @@
 
     python tools/make_gallery.py [--demo-checkpoint PTH] [--out docs/gallery]
         [--cnn-epochs 3] [--finetune-epochs 3] [--num-images 32]
+        [--train-images N] [--test-images N]
 
 Three analyses (``tools/analyze_attention.py`` on the digits test split):
 
@@ -52,6 +53,12 @@ def parse_args(argv=None):
     p.add_argument('--cnn-epochs', type=int, default=3)
     p.add_argument('--finetune-epochs', type=int, default=3)
     p.add_argument('--num-images', type=int, default=32)
+    p.add_argument('--train-images', type=int, default=None,
+                   help='train (and fine-tune) on the first N training '
+                   'digits only (default: all 1437)')
+    p.add_argument('--test-images', type=int, default=None,
+                   help='report accuracy on the first N test digits only '
+                   '(default: all 360)')
     p.add_argument('--backend', default='auto',
                    help="attention op backend of the converted layers "
                    "('gather': the plain-PyTorch path)")
@@ -71,11 +78,17 @@ def newest_checkpoint(folder):
     return found[-1] if found else None
 
 
-def cnn_config(work_dir, epochs):
+def cnn_config(work_dir, epochs, train_images=None, test_images=None):
     """A small CNN classifier on the digits (all 3x3 convs 'same'-padded,
-    so every one converts exactly)."""
+    so every one converts exactly); ``*_images``: use the first N samples
+    of that split (None: all)."""
     from mmengine.config import Config
     cfg = Config.fromfile(DIGITS)
+    if train_images is not None:
+        cfg.train_dataloader.dataset.indices = train_images
+    if test_images is not None:
+        for split in ('val_dataloader', 'test_dataloader'):
+            cfg[split].dataset.indices = test_images
     cfg.merge_from_dict(dict(
         default_scope='mmpretrain',
         work_dir=work_dir,
@@ -144,7 +157,8 @@ def main(argv=None):
     if 'converted' not in args.skip:
         from convattn_mm.convert import convert_model, save_converted
         cnn_dir = osp.join(args.work_dir, 'cnn')
-        cfg = cnn_config(cnn_dir, args.cnn_epochs)
+        cfg = cnn_config(cnn_dir, args.cnn_epochs, args.train_images,
+                         args.test_images)
         cnn_ckpt, cnn_acc = train(cfg)
         # convert the trained CNN, save it as a ConvToAttention checkpoint
         cnn, _ = build_model(cfg, cnn_ckpt)
