@@ -1,13 +1,15 @@
 """Mutation test of the C++ kernel (``convattn_mm/ops/csrc``).
 
     python tools/misc/mutate_kernel.py [--only NAME ...] [--json OUT]
+        [--python-mutants]
 
 Each mutant is one small, plausible bug at a place where the kernel splits
 work over threads (``parallel_for``, the 64-query chunks, the work-item
 decode) or handles the window's borders (masked and zero-padded keys, the
 AVX-512 tail and masks). For each mutant the script copies the package and
 the tests into a temporary folder, applies the edit to the copy's kernel
-source, compiles it into a temporary cache (``CONVATTN_MM_CACHE``), and runs
+source, compiles it into a temporary cache (``CONVATTN_MM_CACHE``, shared by
+the run and removed after it), and runs
 the kernel tests (``tests/test_ops/test_threads.py``, then the fused-backend
 tests of ``tests/test_ops/test_functional.py``) with fast-fail. A mutant is
 *killed* when the tests fail, *survived* when they pass. The unmutated copy
@@ -15,6 +17,9 @@ runs first and must pass. An edit whose text is no longer in the source
 (the kernel changed) is reported as ``not applicable``: update the table.
 A mutant counts as killed when a test fails (its name is printed) or the
 test process crashes; a collection error is an ``error``, not a kill.
+
+``--python-mutants`` adds a few Python bugs that once survived every test
+of their module (``PY_MUTANTS``), each run against its module's tests.
 
 Exit status: 0 when every applicable mutant was killed, 1 otherwise.
 """
@@ -108,6 +113,32 @@ MUTANTS = {
 }
 
 
+# Python bugs that once survived every test of their module; each must stay
+# killed. name -> (file, original text, mutated text, tests to run).
+PY_MUTANTS = {
+    'QuadraticEncoding.precision: LᵀL instead of LLᵀ': (
+        'convattn_mm/models/encodings/quadratic.py',
+        'return low @ low.transpose(1, 2)',
+        'return low.transpose(1, 2) @ low', ['tests/test_layers']),
+    'QuadraticEncoding: α from the mass divided by d_min, not d_min²': (
+        'convattn_mm/models/encodings/quadratic.py',
+        'alpha_for_mass(n, 1 - init_mass, min(self.step)**2)',
+        'alpha_for_mass(n, 1 - init_mass, min(self.step))',
+        ['tests/test_layers']),
+    'RelPosAttention: scale embed_dims**-0.5 instead of head_dims**-0.5': (
+        'convattn_mm/models/layers/rel_pos_attention.py',
+        'self.scale = head_dims**-0.5', 'self.scale = embed_dims**-0.5',
+        ['tests/test_layers']),
+    'LogCPB: sign(δ) dropped': (
+        'convattn_mm/models/encodings/log_cpb.py',
+        'return torch.sign(x) * torch.log2(1 + x.abs()) / 3.0',
+        'return torch.log2(1 + x.abs()) / 3.0', ['tests/test_layers']),
+    'table resize: align_corners flipped': (
+        'convattn_mm/models/encodings/base.py', 'align_corners=True',
+        'align_corners=False', ['tests/test_layers']),
+}
+
+
 def _run(cmd, cwd, env, timeout):
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
@@ -117,8 +148,9 @@ def _run(cmd, cwd, env, timeout):
         return 'timeout', str(e)
 
 
-def try_mutant(name, edit, python, timeout):
-    """Returns (status, seconds, detail)."""
+def try_mutant(name, edit, python, timeout, cache, path=SRC, tests=TESTS):
+    """Apply ``edit`` (None: none) to ``path`` in a copy; returns (status,
+    seconds, detail)."""
     start = time.time()
     with tempfile.TemporaryDirectory(prefix='cam_mutant_') as tmp:
         shutil.copytree(osp.join(ROOT, 'convattn_mm'),
@@ -127,7 +159,7 @@ def try_mutant(name, edit, python, timeout):
         shutil.copytree(osp.join(ROOT, 'tests'), osp.join(tmp, 'tests'),
                         ignore=shutil.ignore_patterns('__pycache__'))
         shutil.copy(osp.join(ROOT, 'setup.cfg'), tmp)
-        src = osp.join(tmp, SRC)
+        src = osp.join(tmp, path)
         text = open(src).read()
         if edit is not None:
             old, new = edit
@@ -137,7 +169,7 @@ def try_mutant(name, edit, python, timeout):
             with open(src, 'w') as f:
                 f.write(text.replace(old, new))
         env = dict(os.environ, PYTHONPATH=tmp, OMP_NUM_THREADS='1',
-                   CONVATTN_MM_CACHE=osp.join(tmp, 'cache'))
+                   CONVATTN_MM_CACHE=cache)
         code, out = _run([
             python, '-c', 'from convattn_mm.ops import fused_cpu; '
             'print(fused_cpu.build())'
@@ -146,7 +178,7 @@ def try_mutant(name, edit, python, timeout):
             return 'did not compile', time.time() - start, out[-1500:]
         code, out = _run([
             python, '-m', 'pytest', '-q', '-x', '-p', 'no:cacheprovider',
-            *TESTS
+            *tests
         ], tmp, env, timeout)
         lines = [ln for ln in out.splitlines() if ln.strip()]
         if code == 0:
@@ -169,19 +201,38 @@ def main(argv=None):
     p.add_argument('--timeout', type=int, default=900,
                    help='seconds per build and per test run')
     p.add_argument('--python', default=sys.executable)
+    p.add_argument('--python-mutants', action='store_true',
+                   help='also the Python bugs of PY_MUTANTS (mutants that '
+                   'once survived the suite)')
     args = p.parse_args(argv)
-    chosen = {n: e for n, e in MUTANTS.items()
-              if args.only is None or any(s in n for s in args.only)}
+    todo = [(n, SRC, e, TESTS) for n, e in MUTANTS.items()]
+    if args.python_mutants:
+        todo += [(n, f, (old, new), t)
+                 for n, (f, old, new, t) in PY_MUTANTS.items()]
+    todo = [m for m in todo
+            if args.only is None or any(s in m[0] for s in args.only)]
+    # one cache for the run: the unmutated library is built once, each
+    # mutated kernel source gets its own file (the cache key is its hash)
+    cache = tempfile.mkdtemp(prefix='cam_mutant_cache_')
+    try:
+        return _main(args, todo, cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _main(args, todo, cache):
+    tests = sorted({t for m in todo for t in m[3]} | set(TESTS))
     status, secs, detail = try_mutant('clean', None, args.python,
-                                      args.timeout)
+                                      args.timeout, cache, tests=tests)
     print(f'clean copy: {status} ({secs:.0f} s) {detail}', flush=True)
     if status != 'survived':
-        print('the unmutated kernel must pass its tests first')
+        print('the unmutated code must pass its tests first')
         return 2
     results = []
-    for name, edit in chosen.items():
+    for name, path, edit, mutant_tests in todo:
         status, secs, detail = try_mutant(name, edit, args.python,
-                                          args.timeout)
+                                          args.timeout, cache, path,
+                                          mutant_tests)
         results.append(dict(mutant=name, status=status,
                             seconds=round(secs, 1), detail=detail))
         print(f'{status:>15}  {name}  ({secs:.0f} s)  {detail}', flush=True)
