@@ -57,9 +57,9 @@ def test_demo_on_a_tiny_budget(demo_run):
                     out)
     assert acc, out[-2000:]
     assert 0 <= float(acc.group(1)) <= 100 and acc.group(2) == '16'
-    ckpt = re.search(r'checkpoint:\s+(\S+)', out).group(1)
+    ckpt = re.search(r'^checkpoint:\s+(\S+)$', out, re.M).group(1)
     assert osp.exists(ckpt) and ckpt.startswith(str(work))
-    picture = re.search(r'picture:\s+(\S+)', out).group(1)
+    picture = re.search(r'^picture:\s+(\S+)$', out, re.M).group(1)
     assert picture == str(work / 'demo.png')
     assert (work / 'demo.png').read_bytes()[:8] == PNG
 
@@ -72,7 +72,7 @@ def test_gallery_on_the_demo_checkpoint(demo_run, tmp_path):
         osp.join('tools', 'make_gallery.py'), '--demo-checkpoint', ckpt,
         '--out', str(out_dir), '--work-dir', str(tmp_path / 'work'),
         '--cnn-epochs', '1', '--finetune-epochs', '1', '--num-images', '2',
-        '--train-images', '16', '--test-images', '8'
+        '--train-images', '16', '--test-images', '8', '--layers', '0'
     ])
     summary = json.loads((out_dir / 'gallery.json').read_text())
     assert summary['demo']['trained'] is True

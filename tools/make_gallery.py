@@ -2,7 +2,7 @@
 
     python tools/make_gallery.py [--demo-checkpoint PTH] [--out docs/gallery]
         [--cnn-epochs 3] [--finetune-epochs 3] [--num-images 32]
-        [--train-images N] [--test-images N]
+        [--train-images N] [--test-images N] [--layers NAME|INDEX ...]
 
 Three analyses (``tools/analyze_attention.py`` on the digits test split):
 
@@ -59,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument('--test-images', type=int, default=None,
                    help='report accuracy on the first N test digits only '
                    '(default: all 360)')
+    p.add_argument('--layers', nargs='+', default=None,
+                   help='analyse only these attention layers of each model: '
+                   'name patterns or positions (default: all)')
     p.add_argument('--backend', default='auto',
                    help="attention op backend of the converted layers "
                    "('gather': the plain-PyTorch path)")
@@ -134,6 +137,8 @@ def layer_means(measures):
 
 def main(argv=None):
     args = parse_args(argv)
+    layers = None if args.layers is None else [
+        int(x) if x.isdigit() else x for x in args.layers]
     import torch
     from mmengine.config import Config
     from convattn_mm.analysis.report import (_apply_compat, analyze,
@@ -149,7 +154,8 @@ def main(argv=None):
         model, cfg = build_model(args.demo_config, ckpt)
         samples, display = load_images(cfg, None, args.num_images)
         m = analyze(model, samples, display, osp.join(args.out, 'demo'),
-                    title='demo model' + ('' if ckpt else ' (untrained)'))
+                    title='demo model' + ('' if ckpt else ' (untrained)'),
+                    layers=layers)
         summary['demo'] = dict(config=osp.relpath(args.demo_config, ROOT),
                                checkpoint=osp.relpath(ckpt, ROOT) if ckpt
                                else None, trained=bool(ckpt),
@@ -184,13 +190,13 @@ def main(argv=None):
                                 conv_ckpt)
         m0 = analyze(before, samples, display,
                      osp.join(args.out, 'converted-before'),
-                     title='converted CNN, before fine-tuning')
+                     title='converted CNN, before fine-tuning', layers=layers)
         ft_ckpt, ft_acc = train(ft)
         after, _ = build_model(Config(copy.deepcopy(ft._cfg_dict.to_dict())),
                                ft_ckpt)
         m1 = analyze(after, samples, display,
                      osp.join(args.out, 'converted-after'),
-                     title='converted CNN, after fine-tuning')
+                     title='converted CNN, after fine-tuning', layers=layers)
         summary['converted'] = dict(
             cnn='ResNet_CIFAR-18 (base width 8), digits',
             cnn_epochs=args.cnn_epochs, cnn_test_top1=cnn_acc,

@@ -134,8 +134,9 @@ PY_MUTANTS = {
         'return torch.sign(x) * torch.log2(1 + x.abs()) / 3.0',
         'return torch.log2(1 + x.abs()) / 3.0', ['tests/test_layers']),
     'table resize: align_corners flipped': (
-        'convattn_mm/models/encodings/base.py', 'align_corners=True',
-        'align_corners=False', ['tests/test_layers']),
+        'convattn_mm/models/encodings/base.py',
+        'mode=mode,\n        align_corners=True)',
+        'mode=mode,\n        align_corners=False)', ['tests/test_layers']),
 }
 
 
