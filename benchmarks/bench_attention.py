@@ -3,7 +3,7 @@ ShiftWindowMSA, in one process, as ratios; and peak memory per map size.
 
     python benchmarks/bench_attention.py [--json OUT] [--quick]
 
-Forward + backward, B=4, C=96, 56x56, 3 heads, K=7 (the DESIGN.md setting).
+Forward + backward, B=4, C=96, 56x56, 3 heads, K=7 (a NAT-style stage-1 layer).
 Memory: each map size runs in its own subprocess (peak RSS, reset after
 the imports), so sizes do not pollute each other. Run on an idle
 machine: with 2 cores anything else running skews the ratios.

@@ -1,11 +1,20 @@
 """The package's registries.
 
-``MODELS``, ``DATASETS`` and ``HOOKS`` are children of mmengine's root
-registries. ``MODELS`` is a child of mmengine's root ``MODELS`` with scope
+``MODELS``, ``DATASETS``, ``TRANSFORMS``, ``METRICS`` and ``HOOKS`` are
+children of mmengine's root registries. ``MODELS`` is a child of mmengine's
+root ``MODELS`` with scope
 ``'convattn_mm'``; its ``locations`` import the model modules on first use.
 So ``type='convattn_mm.RelPosAttention'`` builds from an mmpretrain, mmdet or
 mmpose config with no import: mmengine imports ``convattn_mm.registry`` when it
-meets the ``convattn_mm.`` scope prefix.
+meets the ``convattn_mm.`` scope prefix. The locations are the model modules
+(``convattn_mm.models``), the converters (``convattn_mm.convert``, which
+registers ``ConvToAttention``) and ``convattn_mm.engine``, whose optimiser
+constructor sits in mmengine's root registry and must be imported before
+the Runner builds the optimiser of a ``convattn_mm.`` model.
+
+Importing this module applies :func:`convattn_mm.compat.apply` (idempotent;
+it changes nothing for code that does not save, load or launch distributed
+jobs).
 
 Inside the package, build sub-modules with :func:`build_module`: it resolves
 names in this registry whatever the caller's ``default_scope`` is (a bare
@@ -15,7 +24,9 @@ import copy
 
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 from . import compat
@@ -23,11 +34,16 @@ from . import compat
 compat.apply()  # the stack's fixes, active wherever the registry is imported
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='convattn_mm',
-                  locations=['convattn_mm.models'])
+                  locations=['convattn_mm.models', 'convattn_mm.convert',
+                             'convattn_mm.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='convattn_mm',
                  locations=['convattn_mm.engine'])
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='convattn_mm',
                     locations=['convattn_mm.datasets'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS,
+                      scope='convattn_mm', locations=['convattn_mm.datasets'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='convattn_mm',
+                   locations=['convattn_mm.evaluation'])
 
 
 def build_module(cfg, registry=MODELS, **defaults):

@@ -48,7 +48,7 @@ def test_openmim_installed_without_openxlab():
     assert _installed('openmim'), 'openmim is not installed'
     assert _installed('openxlab') is None
     setuptools = Version(_installed('setuptools'))
-    assert Version('77.0.3') <= setuptools < Version('81')  # DESIGN.md 5
+    assert Version('77.0.3') <= setuptools < Version('81')  # docs/design.md, section 6
     for module in ('mim', 'mim.commands.train', 'mim.commands.test',
                    'mim.commands.run', 'mim.commands.list'):
         __import__(module)

@@ -37,6 +37,8 @@ from convattn_mm.models.layers import (AttentionRecorder, GatedConvAttention,
 from convattn_mm.ops.gather import attention_weights
 from convattn_mm.ops.windows import MASKED
 
+from .measures import head_measures
+
 
 def attention_layers(model):
     """``[(name, layer)]`` of every :class:`RelPosAttention` (subclasses
@@ -222,6 +224,7 @@ class AttentionCapture:
                 rel_keys):
         rec.queries = self._resolve(name, layer, spec)
         n_before = len(rec.records)
+        # the recorder's own computation of the weights
         AttentionRecorder.record(rec, q, k, spec, scale, pos_bias, rel_keys)
         raw = rec.records.pop(n_before)
         weights = raw['weights']
@@ -235,15 +238,11 @@ class AttentionCapture:
         (its recorder sees only the position branch)."""
         x = self._gated_input.pop(name)
         tokens = x if layer.layout == 'channels_last' else x.movedim(1, -1)
-        B, C = tokens.shape[0], tokens.shape[-1]
-        flat = tokens.reshape(B, -1, C)
         spatial = tuple(tokens.shape[1:-1])
-        qk = layer.qk(flat).reshape(B, flat.shape[1], 2, layer.num_heads,
-                                    layer.qk_dims)
-        qc, kc = qk.permute(2, 0, 3, 1, 4).unbind(0)
+        qc, kc, _ = layer.project_qkv(tokens)
         _, padded = layer.window(spatial)
         if padded != spatial:
-            qc, kc = (layer._pad(t, spatial, padded) for t in (qc, kc))
+            qc, kc = (layer.pad_tokens(t, spatial, padded) for t in (qc, kc))
         select = None
         if rec.queries is not None:
             select = torch.tensor(
@@ -327,7 +326,6 @@ class AttentionCapture:
     def measures(self, **kwargs):
         """``{name: measures}`` (:func:`convattn_mm.analysis.head_measures`)
         of every layer that recorded something."""
-        from .measures import head_measures
         return {
             n: head_measures(self.merged(n), **kwargs)
             for n in self.records if self.records[n]
@@ -370,12 +368,25 @@ def capture_attention(model, layers=None, queries=None, image_size=None):
                 with_kwargs=True)
             stack.callback(handle.remove)
         for name, layer in chosen:
-            rec = stack.enter_context(layer.recording(queries=None))
-            rec.record = functools.partial(cap._record, name, layer, rec)
+            stack.enter_context(
+                layer.recording(recorder=_CaptureRecorder(cap, name, layer)))
             handle = layer.register_forward_pre_hook(
                 functools.partial(_grab_map_size, cap, name))
             stack.callback(handle.remove)
         yield cap
+
+
+class _CaptureRecorder(AttentionRecorder):
+    """The recorder a captured layer writes to: it hands each record to
+    :meth:`AttentionCapture._record` with the layer's name."""
+
+    def __init__(self, cap, name, layer):
+        super().__init__(None)
+        self.cap, self.name, self.layer = cap, name, layer
+
+    def record(self, q, k, spec, scale, pos_bias, rel_keys):
+        self.cap._record(self.name, self.layer, self, q, k, spec, scale,
+                         pos_bias, rel_keys)
 
 
 def _grab_image_size(cap, rank, module, args, kwargs):

@@ -10,7 +10,14 @@ import os.path as osp
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
 
+from convattn_mm import compat
+from convattn_mm import registry  # noqa: F401  (the package's registries)
+
+from . import plots
 from .capture import capture_attention, select_layers
 from .measures import head_measures, measures_to_rows
 
@@ -23,10 +30,6 @@ def build_model(config, checkpoint=None, cfg_options=None, device='cpu'):
     ``checkpoint`` (None or ``'none'``: keep the initialisation, e.g. to
     look at a conv-init before training). Returns ``(model, cfg)`` in eval
     mode."""
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
-    import convattn_mm.registry  # noqa: F401  (registries)
     _apply_compat()
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     if cfg_options:
@@ -43,10 +46,6 @@ def build_model(config, checkpoint=None, cfg_options=None, device='cpu'):
 
 def _apply_compat():
     """Plain, ``weights_only``-safe checkpoints (convattn_mm.compat)."""
-    try:
-        from convattn_mm import compat
-    except ImportError:
-        return
     compat.apply()
 
 
@@ -126,7 +125,6 @@ def analyze(model, samples, display, out_dir, queries_per_axis=16,
     Returns:
         ``{layer: head_measures}``.
     """
-    from . import plots
     os.makedirs(out_dir, exist_ok=True)
     names = [n for n, _ in select_layers(model, layers)]
     batches = [samples[i:i + batch_size]

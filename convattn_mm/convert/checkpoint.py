@@ -12,17 +12,18 @@ Layouts read by :func:`load_cnn_state_dict`:
   prefix, ``fc.`` -> ``head.fc.`` (mmpretrain's ``ResNet`` with
   ``style='pytorch'`` is torchvision's v1.5 ResNet, module for module).
 
-Loading uses ``torch.load(weights_only=True)`` with numpy scalars and dtypes
-allow-listed; a checkpoint that needs more (a Runner checkpoint's message-hub
+Loading uses ``torch.load(weights_only=True)`` with the package's one
+allow-list (:func:`convattn_mm.compat.checkpoints.safe_globals`: numpy
+scalars, arrays and dtypes, ``Counter``); a checkpoint that needs more (a Runner checkpoint's message-hub
 buffers) is refused unless ``trust=True`` (the caller vouches for the file).
 """
 import pickle
 from collections import OrderedDict
 
-import numpy as np
 import torch
 from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
 
+from convattn_mm.compat.checkpoints import read_weights_only
 from convattn_mm.utils import check_choice
 
 LAYOUTS = ('mmengine', 'state_dict', 'torchvision')
@@ -30,25 +31,12 @@ _TV_MARKERS = ('conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight',
                'fc.weight')
 
 
-def _safe_globals():
-    items = [np.dtype, np.ndarray, np.core.multiarray._reconstruct] if hasattr(
-        np, 'core') else [np.dtype, np.ndarray]
-    items += [type(np.dtype(t)) for t in ('float32', 'float64', 'int64',
-                                          'int32', 'bool')]
-    try:
-        items.append(np._core.multiarray.scalar)
-    except AttributeError:
-        items.append(np.core.multiarray.scalar)
-    return items
-
-
 def read_checkpoint(path, trust=False):
     """``torch.load`` on the CPU, weights-only unless ``trust``."""
     if trust:
         return torch.load(path, map_location='cpu', weights_only=False)
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location='cpu', weights_only=True)
+        return read_weights_only(path)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f'checkpoint {path!r} holds objects other than tensors, numpy '

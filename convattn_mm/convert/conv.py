@@ -1,6 +1,6 @@
 """One convolution -> one :class:`~convattn_mm.models.layers.ConvAttention`.
 
-Exact construction (DESIGN.md §2; Cordonnier et al. 2020, Theorem 1 made
+Exact construction (docs/design.md section 3; Cordonnier et al. 2020, Theorem 1 made
 exact): a conv with kernel ``K`` (per axis, odd), dilation ``d``, stride
 ``s``, ``groups`` g and weight ``W [C_out, C_in/g, *K]`` becomes attention
 with ``H = prod(K)`` heads, head ``h`` owning the offset

@@ -68,6 +68,21 @@ def to_tuple(value, rank: int, name: str, allow_global: bool = False):
     return items
 
 
+def table_radius(kernel: int, rule: str) -> int:
+    """Table radius ``r`` (in dilation steps) of a ``kernel``-wide window
+    under border ``rule``: ``K-1`` for ``'shift'`` (global axes too),
+    ``(K-1)/2`` for the centred rules."""
+    return kernel - 1 if rule == 'shift' else (kernel - 1) // 2
+
+
+def window_extent(kernel: int, dilation: int, rule: str) -> int:
+    """Smallest map size a window fits (the fit rule): ``K·d`` for
+    ``'shift'`` (every query sees ``K`` in-map keys of its dilation group),
+    ``(K-1)·d + 1`` for the centred rules."""
+    return kernel * dilation if rule == 'shift' else (kernel -
+                                                      1) * dilation + 1
+
+
 @dataclass(frozen=True)
 class AxisWindow:
     """The window along one axis (see the module docstring).
@@ -88,8 +103,7 @@ class AxisWindow:
     @property
     def radius(self) -> int:
         """Table radius ``r`` in units of the dilation."""
-        return self.kernel - 1 if self.rule == 'shift' else (self.kernel -
-                                                             1) // 2
+        return table_radius(self.kernel, self.rule)
 
     @property
     def table_size(self) -> int:
@@ -265,13 +279,13 @@ def make_window(spatial: Sequence[int],
             raise ValueError(f'kernel_size={kernel_size!r}: window sizes must '
                              f'be odd (got {K} on axis {ax}); use an odd size '
                              f"or 'global'")
-        if border == 'shift' and K * d > L:
+        if border == 'shift' and window_extent(K, d, border) > L:
             raise ValueError(
                 f'kernel_size={kernel_size!r} with dilation={dilation!r} does '
                 f'not fit the map {tuple(spatial)} on axis {ax}: the shift '
                 f'border needs kernel_size * dilation <= size '
                 f'({K} * {d} > {L})')
-        if border != 'shift' and (K - 1) * d + 1 > L:
+        if border != 'shift' and window_extent(K, d, border) > L:
             raise ValueError(
                 f'kernel_size={kernel_size!r} with dilation={dilation!r} does '
                 f'not fit the map {tuple(spatial)} on axis {ax}: border='

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
+from convattn_mm.convert import resnet_to_saresnet
+from convattn_mm.engine import BackboneLayerDecayOptimWrapperConstructor
 from convattn_mm.models.backbones import SAResNet
-from convattn_mm.models.backbones.convattn_net import CONV_INIT_OFFSETS
-from convattn_mm.models.downstream import (
-    BackboneLayerDecayOptimWrapperConstructor, resnet_to_saresnet)
+from convattn_mm.models.encodings import CONV_INIT_OFFSETS
 
 from .synthetic import ROOT, require_stack
 

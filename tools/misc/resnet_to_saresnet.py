@@ -10,7 +10,7 @@ RESNET.pth: torchvision (``resnet50-*.pth``) or mmpretrain
 detection or pose config's ``init_cfg=dict(type='Pretrained',
 checkpoint=OUT.pth, prefix='backbone.')`` at it. The per-layer table shows
 how much of each 3×3 conv the attention layer carries (see
-``convattn_mm.models.downstream.pretrained``).
+``convattn_mm.convert.resnet``).
 """
 import argparse
 import os.path as osp
@@ -38,7 +38,7 @@ def main():
     args = parse_args()
     from convattn_mm.convert import load_cnn_state_dict
     from convattn_mm.models.backbones import SAResNet
-    from convattn_mm.models.downstream import resnet_to_saresnet
+    from convattn_mm.convert import resnet_to_saresnet
     sd, layout = load_cnn_state_dict(args.src, args.layout,
                                      trust=args.trust_checkpoint)
     model = SAResNet(depth=args.depth, num_heads=args.num_heads,
@@ -49,7 +49,7 @@ def main():
     model.load_state_dict(state, strict=True)
     width = max(len(r['name']) for r in report)
     for r in report:
-        print(f"{r['name']:<{width}}  rank/head {r['rank']:>4}  "
+        print(f"{r['name']:<{width}}  rank/offset {r['rank']:>4}  "
               f"rel. error {r['rel_error']:.3f}")
     meta = dict(source=osp.basename(args.src), source_layout=layout,
                 arch=f'SAResNet-{args.depth}', num_heads=args.num_heads,

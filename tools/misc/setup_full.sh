@@ -5,7 +5,7 @@
 #
 #   tools/misc/setup_full.sh [PYTHON]      (default: .venv/bin/python)
 #
-# Steps (see requirements/downstream.txt and DESIGN.md section 5):
+# Steps (see requirements/downstream.txt and docs/design.md section 6):
 #   1. mmcv 2.1.0 with compiled ops: tools/misc/build_mmcv.sh builds a wheel
 #      once per torch version into build/wheels/ (about 7 min on 2 cores) or
 #      reuses it; mmcv-lite is uninstalled first (both provide `mmcv`).

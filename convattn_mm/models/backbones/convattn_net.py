@@ -32,7 +32,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
-from convattn_mm.models.encodings import RelPosEncoding
+from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
@@ -43,49 +43,6 @@ from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
 
 MIXERS = ('conv', 'conv-init', 'global', 'local')
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mixers', 'mlp_ratio')
-#: conv-init head centres on the 3×3 grid: centre, 4-neighbours, corners
-CONV_INIT_OFFSETS = ((0, 0), (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1),
-                     (1, -1), (-1, 1), (-1, -1))
-
-
-def encoding_types():
-    """Names of the registered position encodings."""
-    return sorted(n for n, c in MODELS.module_dict.items()
-                  if isinstance(c, type) and issubclass(c, RelPosEncoding))
-
-
-def check_encoding(cfg, name):
-    """A position-encoding config must be None or a dict whose ``type`` is a
-    registered encoding."""
-    if cfg is None:
-        return None
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError(f'{name}={cfg!r} must be None or a dict with "type"')
-    kind = cfg['type']
-    short = kind.split('.', 1)[1] if isinstance(kind, str) and kind.startswith(
-        'convattn_mm.') else kind
-    if short not in encoding_types():
-        raise ValueError(f'{name}.type={kind!r} is not a position encoding; '
-                         f'choose one of {encoding_types()}')
-    return dict(cfg, type=short)
-
-
-def conv_init_encoding(init_mass, overrides=None):
-    """The QuadraticEncoding config of a ``'conv-init'`` stage."""
-    cfg = dict(type='QuadraticEncoding', mode='isotropic', init_kernel=3,
-               init_mass=init_mass)
-    cfg.update(overrides or {})
-    return cfg
-
-
-def set_conv_init_centres(encoding):
-    """Head ``h`` -> ``CONV_INIT_OFFSETS[h % 9]`` times the dilation."""
-    offsets = torch.tensor(CONV_INIT_OFFSETS, dtype=torch.float)
-    step = torch.tensor(encoding.step, dtype=torch.float)
-    idx = torch.arange(encoding.num_heads) % len(CONV_INIT_OFFSETS)
-    with torch.no_grad():
-        encoding.centres.copy_(offsets[idx] * step)
-
 
 class ConvMixer(nn.Module):
     """Depthwise ``K×K`` conv then ``Linear``: ``[B, H, W, C] -> same``."""
@@ -123,8 +80,6 @@ class ConvAttnBlock(nn.Module):
                 border=border, pos_encoding=pos_encoding, qkv_bias=qkv_bias,
                 attn_drop=attn_drop, proj_drop=drop, backend=backend,
                 small_map='shrink')
-            if mixer == 'conv-init':
-                set_conv_init_centres(self.mixer.pos_encoding)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else \
             nn.Identity()
         self.norm2 = nn.LayerNorm(dims, eps=1e-6)
@@ -325,21 +280,6 @@ class ConvAttnNet(FrozenStagesMixin, BaseBackbone):
             self.add_module(f'norm{i}',
                             nn.LayerNorm(self.embed_dims[i], eps=1e-6))
         self._freeze_stages()
-
-    def init_weights(self):
-        super().init_weights()
-        # the init_cfg resets every Linear: restore the conv-init centres
-        # (they are parameters of the encodings, which init_cfg leaves alone)
-        for m in self.modules():
-            if isinstance(m, ConvAttnBlock) and m.mixer_type == 'conv-init':
-                if not self._is_pretrained():
-                    set_conv_init_centres(m.mixer.pos_encoding)
-
-    def _is_pretrained(self):
-        cfg = self.init_cfg
-        cfgs = cfg if isinstance(cfg, list) else [cfg]
-        return any(isinstance(c, dict) and c.get('type') == 'Pretrained'
-                   for c in cfgs)
 
     def forward(self, x):
         """``[B, C_in, H, W]`` -> tuple of ``[B, C_i, H_i, W_i]``."""

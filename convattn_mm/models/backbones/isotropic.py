@@ -19,12 +19,11 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import Mlp, RelPosAttention
 from convattn_mm.registry import MODELS
 from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, run_block, sequential_layer_depth)
-from .convattn_net import (check_encoding, conv_init_encoding,
-                           set_conv_init_centres)
 
 ENCODING_SHORTCUTS = ('learned', 'quadratic')
 
@@ -43,8 +42,6 @@ class IsotropicLayer(nn.Module):
             small_map='shrink',
             pos_encoding=pos_encoding, proj_drop=drop, backend=backend)
         self.quadratic_init = quadratic_init
-        if quadratic_init:
-            set_conv_init_centres(self.attn.pos_encoding)
         self.norm1 = nn.LayerNorm(dims, eps=1e-12)
         self.ffn = Mlp(dims, ffn_dims, drop)
         self.norm2 = nn.LayerNorm(dims, eps=1e-12)
@@ -140,16 +137,6 @@ class IsotropicAttnNet(FrozenStagesMixin, BaseBackbone):
             for i in range(num_layers)
         ])
         self._freeze_stages()
-
-    def init_weights(self):
-        super().init_weights()
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [
-            self.init_cfg]
-        if not any(isinstance(c, dict) and c.get('type') == 'Pretrained'
-                   for c in cfgs):
-            for layer in self.layers:
-                if layer.quadratic_init:
-                    set_conv_init_centres(layer.attn.pos_encoding)
 
     def forward(self, x):
         """``[B, C_in, H, W]`` -> tuple of ``[B, D, H/2, W/2]``."""

@@ -15,14 +15,13 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
+from convattn_mm.models.encodings import check_encoding, conv_init_encoding
 from convattn_mm.models.layers import RelPosAttention
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
 from ._utils import (FrozenStagesMixin, check_frozen_stages, freeze,
                      normalise_out_indices, run_block, sequential_layer_depth)
-from .convattn_net import (check_encoding, conv_init_encoding,
-                           set_conv_init_centres)
 
 STEMS = ('cifar', 'imagenet')
 
@@ -45,8 +44,6 @@ class SAConv(nn.Module):
             border='zeros', small_map='pad', pos_encoding=pos_encoding,
             backend=backend)
         self.conv_init = conv_init
-        if conv_init:
-            set_conv_init_centres(self.attn.pos_encoding)
 
     def forward(self, x):
         return self.attn.forward_nchw(x)
@@ -217,17 +214,6 @@ class SAResNet(FrozenStagesMixin, BaseBackbone):
             self.res_layers.append(nn.ModuleList(blocks))
             self.out_channels.append(in_dims)
         self._freeze_stages()
-
-    def init_weights(self):
-        super().init_weights()
-        pretrained = any(
-            isinstance(c, dict) and c.get('type') == 'Pretrained'
-            for c in (self.init_cfg if isinstance(self.init_cfg, list) else
-                      [self.init_cfg]))
-        if not pretrained:
-            for m in self.modules():
-                if isinstance(m, SAConv) and m.conv_init:
-                    set_conv_init_centres(m.attn.pos_encoding)
 
     def forward(self, x):
         x = self.stem(x)

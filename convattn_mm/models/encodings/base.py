@@ -20,6 +20,8 @@ whose window shrank on a small map asks for.
 import torch
 from mmengine.model import BaseModule
 
+from convattn_mm.registry import MODELS
+
 
 class RelPosEncoding(BaseModule):
     """Base class.
@@ -83,3 +85,26 @@ def interpolate_table(table: torch.Tensor, new_shape, spatial_dims):
         table[None].float(), size=tuple(new_shape), mode=mode,
         align_corners=True)
     return out[0].to(table.dtype)
+
+
+def encoding_types():
+    """Names of the registered position encodings."""
+    return sorted(n for n, c in MODELS.module_dict.items()
+                  if isinstance(c, type) and issubclass(c, RelPosEncoding))
+
+
+def check_encoding(cfg, name):
+    """A position-encoding config must be None or a dict whose ``type`` is a
+    registered encoding; returns it with the ``convattn_mm.`` prefix
+    dropped from ``type``."""
+    if cfg is None:
+        return None
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'{name}={cfg!r} must be None or a dict with "type"')
+    kind = cfg['type']
+    short = kind.split('.', 1)[1] if isinstance(kind, str) and kind.startswith(
+        'convattn_mm.') else kind
+    if short not in encoding_types():
+        raise ValueError(f'{name}.type={kind!r} is not a position encoding; '
+                         f'choose one of {encoding_types()}')
+    return dict(cfg, type=short)

@@ -7,10 +7,18 @@ window map to ``[-log2(9)/3, log2(9)/3]``, about ``[-1.06, 1.06]``, as in
 Swin-V2; larger ones extrapolate smoothly): no table to resize when the
 window changes.
 """
+import math
+
 import torch
 
 from convattn_mm.registry import MODELS
 from .base import RelPosEncoding
+
+#: offsets of the trained window are scaled to ``[-SPAN, SPAN]`` before the
+#: log, and the log divided by ``log2(SPAN)`` (Swin-V2: 8)
+LOG_SPAN = 8
+#: the bias lies in ``(0, BIAS_RANGE)`` (Swin-V2: 16)
+BIAS_RANGE = 16
 
 
 @MODELS.register_module()
@@ -30,8 +38,8 @@ class LogCPB(RelPosEncoding):
                              persistent=False)
 
     def log_coords(self, offsets):
-        x = offsets.to(self.norm) / self.norm * 8
-        return torch.sign(x) * torch.log2(1 + x.abs()) / 3.0
+        x = offsets.to(self.norm) / self.norm * LOG_SPAN
+        return torch.sign(x) * torch.log2(1 + x.abs()) / math.log2(LOG_SPAN)
 
     def pos_bias(self, offsets):
-        return 16 * torch.sigmoid(self.mlp(self.log_coords(offsets))).t()
+        return BIAS_RANGE * torch.sigmoid(self.mlp(self.log_coords(offsets))).t()

@@ -24,6 +24,14 @@ arithmetic; in float32 the terms grow like ``α·(L/2)²`` for an ``L``-wide map
 (coordinates are centred), so the score error is about
 ``1e-7 · α · (L/2)² · rank``: fine for ``α·(L/2)² <~ 1e4`` (error
 ``~1e-3``); use a bias backend or float64 beyond.
+
+**Conv-init** (``init_centres='conv'``, rank 2): head ``h`` starts on the
+``h``-th offset of a 3×3 convolution's grid in :data:`CONV_INIT_OFFSETS`
+order (centre, 4-neighbours, corners; times the step), so 9 heads form a
+3×3 conv's receptive field and fewer heads its most central offsets;
+:func:`conv_init_encoding` is the config the backbones use, and
+:func:`convattn_mm.convert.resnet_to_saresnet` maps a conv's weights onto
+heads in the same order.
 """
 import math
 
@@ -35,6 +43,12 @@ from convattn_mm.utils import check_choice
 from .base import RelPosEncoding
 
 MODES = ('full', 'isotropic')
+CENTRE_INITS = ('conv', 'grid')
+#: the smallest initial ``α`` (a mass at or below uniform gives ``α <= 0``)
+ALPHA_FLOOR = 1e-3
+#: conv-init head centres on the 3×3 grid: centre, 4-neighbours, corners
+CONV_INIT_OFFSETS = ((0, 0), (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1),
+                     (1, -1), (-1, 1), (-1, -1))
 
 
 def alpha_for_mass(num_offsets: int, eps: float, min_sq_dist: float = 1.0):
@@ -57,6 +71,25 @@ def grid_centres(num_heads, kernel, step):
     return grid[torch.arange(num_heads) % grid.shape[0]]
 
 
+def conv_centres(num_heads, step):
+    """Head ``h`` -> ``CONV_INIT_OFFSETS[h % 9]`` times ``step`` (2-D).
+    Returns ``[heads, 2]`` float."""
+    offsets = torch.tensor(CONV_INIT_OFFSETS, dtype=torch.float)
+    idx = torch.arange(num_heads) % len(CONV_INIT_OFFSETS)
+    return offsets[idx] * torch.tensor(step, dtype=torch.float)
+
+
+def conv_init_encoding(init_mass, overrides=None):
+    """Config of a conv-initialised :class:`QuadraticEncoding`: isotropic,
+    centres in :data:`CONV_INIT_OFFSETS` order, ``α`` putting ``init_mass``
+    on each head's offset of the 3×3 grid; ``overrides`` (a dict without
+    ``type``) replace any of those keys."""
+    cfg = dict(type='QuadraticEncoding', mode='isotropic', init_kernel=3,
+               init_mass=init_mass, init_centres='conv')
+    cfg.update(overrides or {})
+    return cfg
+
+
 @MODELS.register_module()
 class QuadraticEncoding(RelPosEncoding):
     """Quadratic encoding with learned centres and widths.
@@ -66,7 +99,11 @@ class QuadraticEncoding(RelPosEncoding):
         init_kernel: grid the centres start on (odd per axis); default the
             layer's window (clipped to 3 per axis when larger than heads).
         init_mass: attention mass ``1-ε`` on the centre at initialisation
-            (sets ``α``; see :func:`alpha_for_mass`), or None for ``α = 1``.
+            (sets ``α``, at least :data:`ALPHA_FLOOR`; see
+            :func:`alpha_for_mass`), or None for ``α = 1``.
+        init_centres: ``'grid'`` (default: the ``init_kernel`` grid in
+            row-major order, :func:`grid_centres`) or ``'conv'`` (rank 2:
+            :data:`CONV_INIT_OFFSETS` order, :func:`conv_centres`).
     Parameters: ``centres [heads, rank]`` (pixels), ``log_alpha [heads]``
     (isotropic) or ``chol [heads, rank, rank]`` (full, lower triangle used).
     """
@@ -75,9 +112,13 @@ class QuadraticEncoding(RelPosEncoding):
 
     def __init__(self, num_heads, head_dims, rank, radius, step,
                  mode='isotropic', init_kernel=None, init_mass=0.9,
-                 init_cfg=None):
+                 init_centres='grid', init_cfg=None):
         super().__init__(num_heads, head_dims, rank, radius, step, init_cfg)
         check_choice(mode, MODES, 'mode')
+        check_choice(init_centres, CENTRE_INITS, 'init_centres')
+        if init_centres == 'conv' and rank != 2:
+            raise ValueError(f"init_centres='conv' needs rank 2 (a 3×3 "
+                             f"conv's offsets), got rank={rank}")
         self.mode = mode
         if init_kernel is None:
             side = max(1, int(math.isqrt(num_heads)))
@@ -88,9 +129,11 @@ class QuadraticEncoding(RelPosEncoding):
         self.init_kernel = tuple(init_kernel)
         n = math.prod(self.init_kernel)
         alpha = 1.0 if init_mass is None else max(
-            alpha_for_mass(n, 1 - init_mass, min(self.step)**2), 1e-3)
-        self.centres = torch.nn.Parameter(
-            grid_centres(num_heads, self.init_kernel, self.step))
+            alpha_for_mass(n, 1 - init_mass, min(self.step)**2), ALPHA_FLOOR)
+        self.init_centres = init_centres
+        centres = (conv_centres(num_heads, self.step) if init_centres == 'conv'
+                   else grid_centres(num_heads, self.init_kernel, self.step))
+        self.centres = torch.nn.Parameter(centres)
         if mode == 'isotropic':
             self.log_alpha = torch.nn.Parameter(
                 torch.full((num_heads, ), math.log(alpha)))

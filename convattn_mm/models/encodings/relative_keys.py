@@ -25,6 +25,8 @@ class RelativeKeys(RelPosEncoding):
     """
     has_bias = True
     has_rel_keys = True
+    #: the layer passes its softmax ``scale`` to the constructor
+    takes_scale = True
 
     def __init__(self, num_heads, head_dims, rank, radius, step, use_u=True,
                  use_v=True, init_std=0.02, scale=None, init_cfg=None):

@@ -10,7 +10,7 @@ heads whose values are the input itself (``V^h = I``, head value dims
 
 With ``b^h_δ = 0`` at ``δ = Δ_h`` and a large negative value elsewhere
 (``a^h`` one-hot), no content term, ``W_o^h = W_{Δ_h}`` and the ``'zeros'``
-border, ``y`` *is* the convolution (Cordonnier et al. 2020, DESIGN.md §2);
+border, ``y`` *is* the convolution (Cordonnier et al. 2020; docs/design.md section 3);
 :func:`convattn_mm.convert.conv_to_attention` builds that state.
 
 Why ``V^h = I`` loses nothing: ``W_o^h V^h`` is any ``C_out × C_in`` map
@@ -137,25 +137,11 @@ class ConvAttention(RelPosAttention):
                                                             1).contiguous()
 
     def forward_tokens(self, x):
-        """``[B, *spatial, C] -> [B, *out_spatial, out_dims]``."""
-        if x.dim() != self.rank + 2 or x.shape[-1] != self.embed_dims:
-            raise ValueError(
-                f'x.shape={tuple(x.shape)}: expected [B, *spatial, C] with '
-                f'{self.rank} spatial axes and C={self.embed_dims}')
-        B, spatial = x.shape[0], tuple(x.shape[1:-1])
-        spec, padded = self.window(spatial)
-        q, k, v = self._qkv(x)
-        if padded != spatial:
-            q, k, v = (self._pad(t, spatial, padded) for t in (q, k, v))
-        out = self.attend(q, k, v, spec)  # [B, H, Nq, C_in]
-        out = out.transpose(1, 2).reshape(B, *spec.out_shape, -1)
-        if padded != spatial:
-            keep = tuple(-(-L // s) for L, s in zip(spatial,
-                                                    self.query_stride))
-            out = out[(slice(None), ) + tuple(slice(0, n) for n in keep)]
-        return self.proj_drop(self.proj(out))
+        """``[B, *spatial, C] -> [B, *out_spatial, out_dims]`` (the base
+        layer's forward with this layer's :meth:`project_qkv`)."""
+        return super().forward(x)
 
-    def _qkv(self, x):
+    def project_qkv(self, x):
         """q, k ``[B, H, N, qk_dims]`` (zeros of dim 1 without content) and
         the shared value ``[B, H, N, C_in]`` (a view of ``x``)."""
         B, C, H = x.shape[0], x.shape[-1], self.num_heads

@@ -20,11 +20,15 @@ from mmengine.model import BaseModule
 
 from convattn_mm.ops import (BORDERS, GLOBAL, attention_bhnd, check_backend,
                              make_window, to_tuple)
+from convattn_mm.ops.windows import table_radius, window_extent
 from convattn_mm.ops.gather import attention_weights
 from convattn_mm.registry import MODELS, build_module
 from convattn_mm.utils import check_choice
 
 SMALL_MAP_RULES = ('error', 'pad', 'shrink')
+#: learned tables of a global window cover offsets up to this many pixels
+#: per axis (larger offsets are clamped to the edge, Shaw et al.), so the
+#: parameter count does not grow with the map
 GLOBAL_TABLE_RADIUS = 15
 
 
@@ -126,7 +130,9 @@ class RelPosAttention(BaseModule):
             radius, step = self._table_geometry(cfg.pop('radius', None))
             extra = dict(num_heads=num_heads, head_dims=head_dims, rank=rank,
                          radius=radius, step=step)
-            if cfg.get('type') in ('RelativeKeys', 'convattn_mm.RelativeKeys'):
+            kind = cfg.get('type')
+            cls = MODELS.get(kind) if isinstance(kind, str) else kind
+            if getattr(cls, 'takes_scale', False):
                 extra['scale'] = self.scale
             self.pos_encoding = build_module(cfg, **extra)
         self._recorder = None
@@ -141,8 +147,7 @@ class RelPosAttention(BaseModule):
                 out_r.append(GLOBAL_TABLE_RADIUS)
                 out_s.append(1)
             else:
-                out_r.append(k - 1 if self.border == 'shift' else (k - 1) //
-                             2)
+                out_r.append(table_radius(k, self.border))
                 out_s.append(d)
             if radius is not None:
                 out_r[-1] = radius[a]
@@ -155,8 +160,7 @@ class RelPosAttention(BaseModule):
         kernel, dil, padded = list(self.kernel_size), list(self.dilation), []
         for a, L in enumerate(spatial):
             k, d = kernel[a], dil[a]
-            need = 0 if k == GLOBAL else (
-                k * d if self.border == 'shift' else (k - 1) * d + 1)
+            need = 0 if k == GLOBAL else window_extent(k, d, self.border)
             if need > L and self.small_map == 'shrink':
                 kernel[a], dil[a] = GLOBAL, 1
             elif need > L and self.small_map == 'pad':
@@ -179,18 +183,26 @@ class RelPosAttention(BaseModule):
                 f'{self.rank} spatial axes and C={self.embed_dims}')
         B, spatial = x.shape[0], tuple(x.shape[1:-1])
         spec, padded = self.window(spatial)
-        H, D = self.num_heads, self.head_dims
-        qkv = self.qkv(x).reshape(B, -1, 3, H, D).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # [B, H, N, D]
+        q, k, v = self.project_qkv(x)  # [B, H, N, D] (v: [B, H, N, D_v])
         if padded != spatial:
-            q, k, v = (self._pad(t, spatial, padded) for t in (q, k, v))
-        out = self.attend(q, k, v, spec)  # [B, H, Nq, D]
-        out = out.transpose(1, 2).reshape(B, *spec.out_shape, H * D)
+            q, k, v = (self.pad_tokens(t, spatial, padded)
+                       for t in (q, k, v))
+        out = self.attend(q, k, v, spec)  # [B, H, Nq, D_v]
+        out = out.transpose(1, 2).reshape(B, *spec.out_shape, -1)
         if padded != spatial:
             keep = tuple(-(-L // s) for L, s in zip(spatial,
                                                     self.query_stride))
             out = out[(slice(None), ) + tuple(slice(0, n) for n in keep)]
         return self.proj_drop(self.proj(out))
+
+    def project_qkv(self, x):
+        """The projection hook: ``x [B, *spatial, C]`` -> ``q, k [B, H, N,
+        head_dims]`` and ``v [B, H, N, D_v]`` (here ``D_v = head_dims``);
+        subclasses with other projections override this, not
+        :meth:`forward`."""
+        B, H, D = x.shape[0], self.num_heads, self.head_dims
+        qkv = self.qkv(x).reshape(B, -1, 3, H, D).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)
 
     def forward_nchw(self, x):
         """``[B, C, *spatial] -> [B, out_dims, *out_spatial]`` (conv layout)."""
@@ -207,14 +219,13 @@ class RelPosAttention(BaseModule):
         return attention_bhnd(q, k, v, spec, self.scale, pos_bias, rel_keys,
                               self.backend, drop)
 
-    def position_terms(self, q, k, spec, coords=None):
+    def position_terms(self, q, k, spec):
         """Apply the encoding: returns ``q, k, pos_bias [H, T] | None,
         rel_keys [H, T, D] | None`` for the op."""
         enc = self.pos_encoding
         if enc is None:
             return q, k, None, None
-        if coords is None:
-            coords = _coords(spec, strided=False, device=q.device)
+        coords = _coords(spec, device=q.device)
         q, k = enc.transform_qk(q, k, coords, coords)
         if enc.can_augment and self._use_augmentation(q):
             q, k = enc.augment_qk(q, k, coords, coords, self.scale)
@@ -231,7 +242,10 @@ class RelPosAttention(BaseModule):
         return self.backend == 'natten' or (self.backend == 'auto'
                                             and q.is_cuda)
 
-    def _pad(self, t, spatial, padded):
+    @staticmethod
+    def pad_tokens(t, spatial, padded):
+        """Zero-pad ``t [B, H, prod(spatial), D]`` at the far end of each
+        axis to ``[B, H, prod(padded), D]`` (``small_map='pad'``)."""
         B, H, _, D = t.shape
         t = t.reshape(B, H, *spatial, D)
         widths = []
@@ -242,12 +256,14 @@ class RelPosAttention(BaseModule):
 
     # ------------------------------------------------------------- recording
     @contextlib.contextmanager
-    def recording(self, queries=None):
+    def recording(self, queries=None, recorder=None):
         """Record attention weights of chosen output queries while active.
 
         Args:
             queries: list of output-grid coordinates (tuples), or None for
                 every query.
+            recorder: an :class:`AttentionRecorder` (or subclass) to use
+                instead of a new one (``queries`` is then ignored).
         Yields:
             an :class:`AttentionRecorder`; after each forward its
             ``records`` list gains a dict (see
@@ -255,7 +271,7 @@ class RelPosAttention(BaseModule):
             ``queries`` and ``out_shape``.
         Costs nothing when not recording (one ``is None`` check).
         """
-        rec = AttentionRecorder(queries)
+        rec = AttentionRecorder(queries) if recorder is None else recorder
         prev, self._recorder = self._recorder, rec
         try:
             yield rec
@@ -307,11 +323,12 @@ def _flat(coord, shape):
     return idx
 
 
-def _coords(spec, strided, device):
-    """Pixel coordinates ``[N, rank]`` float of the map's tokens."""
+def _coords(spec, device):
+    """Pixel coordinates ``[N, rank]`` float of every token of the map (all
+    of them, strided layers included: keys live on the whole map)."""
     axes = [
-        torch.arange(0, a.length, a.stride if strided else 1,
-                     dtype=torch.float, device=device) for a in spec.axes
+        torch.arange(a.length, dtype=torch.float, device=device)
+        for a in spec.axes
     ]
     mesh = torch.meshgrid(*axes, indexing='ij')
     return torch.stack([m.reshape(-1) for m in mesh], dim=-1)

@@ -30,6 +30,8 @@ from mmengine.registry import MODELS as ROOT_MODELS
 
 from convattn_mm.registry import MODELS
 
+from .model import convert_model
+
 
 @MODELS.register_module()
 def ConvToAttention(module, data_preprocessor=None, **convert_args):
@@ -46,7 +48,6 @@ def ConvToAttention(module, data_preprocessor=None, **convert_args):
     Returns:
         the converted module (its own class).
     """
-    from convattn_mm.convert import convert_model
     if isinstance(module, dict):
         cfg = copy.deepcopy(dict(module))
         if data_preprocessor is not None:

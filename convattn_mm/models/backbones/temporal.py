@@ -17,8 +17,8 @@ as ``[B, C, 1]`` -- what ``TemporalRegressionHead`` reads.
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
-from .block import RelPosAttnBlock
 
 
 @MODELS.register_module()

@@ -17,8 +17,10 @@ larger than the map shrink to the whole axis).
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
-from .block import RelPosAttnBlock
+
+from ._utils import normalise_out_indices
 
 
 @MODELS.register_module()
@@ -61,7 +63,9 @@ class VolumeAttnNet(BaseModule):
         kernel_size (int | tuple): attention window. Default (3, 7, 7).
         down_stride (tuple[int, int, int]): stride between stages.
             Default (1, 2, 2).
-        out_indices (sequence[int]): stages to return. Default: the last.
+        out_indices (int | sequence[int]): stages to return (negatives
+            count from the end; a stage named twice is a ValueError).
+            Default: the last.
         drop_path_rate, pos_encoding, backend: as in the block.
 
     Shapes: ``[B, C_in, D, H, W]`` -> tuple of ``[B, C_i, D_i, H_i, W_i]``.
@@ -81,13 +85,7 @@ class VolumeAttnNet(BaseModule):
                 f'embed_dims={embed_dims!r}, depths={depths!r}, '
                 f'num_heads={num_heads!r} must have one equal, non-zero '
                 f'number of stages')
-        out = []
-        for i in out_indices:
-            if not -n <= i < n:
-                raise ValueError(f'out_indices={out_indices!r}: index {i} '
-                                 f'out of range for {n} stages')
-            out.append(i % n)
-        self.out_indices = tuple(sorted(set(out)))
+        self.out_indices = normalise_out_indices(out_indices, n)
         self.patch_embed = nn.Conv3d(in_channels, embed_dims[0], patch_size,
                                      stride=patch_size)
         total = sum(depths)

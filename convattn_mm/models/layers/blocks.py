@@ -1,4 +1,4 @@
-"""The pre-norm δ-attention + MLP block that the downstream encoders stack,
+"""The pre-norm δ-attention + MLP block that the temporal and volume nets stack,
 for any spatial rank (``rank`` is a class attribute of each subclass)::
 
     x = x + DropPath(RelPosAttention(LN(x)))     x [B, *spatial, C]
@@ -8,7 +8,8 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
-from convattn_mm.models.layers import Mlp, RelPosAttention
+from .mlp import Mlp
+from .rel_pos_attention import RelPosAttention
 
 
 class RelPosAttnBlock(BaseModule):

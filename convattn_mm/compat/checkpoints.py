@@ -1,8 +1,10 @@
-"""Fixes for the pinned stack, in one place (DESIGN.md section 5).
+"""Checkpoints of the pinned stack that load under ``weights_only=True``
+(see ``docs/design.md``, "The stack").
 
-:func:`apply` is idempotent and runs whenever ``convattn_mm.registry`` is
-imported, i.e. whenever a config names a ``convattn_mm.`` type. It patches
-at import time (nothing installed is edited on disk):
+:func:`apply` is idempotent; :func:`convattn_mm.compat.apply` calls it (with
+the distributed fix), and importing ``convattn_mm.registry`` does that, i.e.
+whenever a config names a ``convattn_mm.`` type. It patches at import time
+(nothing installed is edited on disk):
 
 1. **Checkpoints that load under** ``weights_only=True`` (torch >= 2.6's
    default). mmengine 0.10.7's Runner saves
@@ -28,13 +30,6 @@ at import time (nothing installed is edited on disk):
    default ``weights_only=True``. A checkpoint that does not (e.g. one
    written by mmengine without this package) fails with an error that says
    how to trust it.
-
-3. **Distributed training on CPU** (``--launcher pytorch`` under
-   ``torchrun``, e.g. for tests or CPU clusters): mmengine 0.10.7 calls
-   ``torch.cuda.set_device`` unconditionally and gives DDP ``device_ids`` for
-   a CPU model; without a GPU, the process group uses ``gloo`` (``nccl``,
-   the configs' default, needs GPUs: a warning says so) and CPU models get
-   ``device_ids=None``. With a GPU nothing changes.
 
 **Trusted sources only**: an old checkpoint with pickled objects loads with
 full pickle (which can run arbitrary code) only when asked explicitly:
@@ -98,6 +93,21 @@ def safe_globals():
     return pairs
 
 
+def read_weights_only(path, map_location='cpu'):
+    """``torch.load(path, weights_only=True)`` with :func:`safe_globals`
+    allowed (whether or not :func:`apply` has run).
+
+    Raises:
+        pickle.UnpicklingError: the file holds other objects.
+    """
+    # only those not allowed yet: leaving the context removes what it added,
+    # which must not undo apply()
+    allowed = torch.serialization.get_safe_globals()
+    missing = [g for g in safe_globals() if g not in allowed]
+    with torch.serialization.safe_globals(missing):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 # --------------------------------------------------------------------------
 # HistoryBuffer <-> plain data
 # --------------------------------------------------------------------------
@@ -119,6 +129,30 @@ def _plain_to_array(value):
     return np.array(value)
 
 
+def map_containers(obj, leaf):
+    """Apply ``leaf`` to ``obj`` and, where it returns ``obj`` unchanged and
+    ``obj`` is a dict, list or tuple (not a namedtuple), to every item at any
+    depth. Containers are rebuilt (same class; ``OrderedDict`` kept) only
+    where an item changed, so an untouched input comes back as itself."""
+    new = leaf(obj)
+    if new is not obj:
+        return new
+    if isinstance(obj, dict):
+        items = {k: map_containers(v, leaf) for k, v in obj.items()}
+        if all(items[k] is obj[k] for k in obj):
+            return obj
+        out = obj.__class__() if isinstance(
+            obj, collections.OrderedDict) else {}
+        out.update(items)
+        return out
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        items = [map_containers(v, leaf) for v in obj]
+        if all(a is b for a, b in zip(items, obj)):
+            return obj
+        return type(obj)(items)
+    return obj
+
+
 def plain_history_buffers(obj):
     """Return ``obj`` with every ``HistoryBuffer`` (at any depth of dicts,
     lists and tuples) replaced by a plain dict
@@ -134,29 +168,16 @@ def plain_history_buffers(obj):
     """
     cls = _history_buffer_cls()
 
-    def convert(x):
+    def plain(x):
         if isinstance(x, cls):
             return {_TAG: _HISTORY, 'max_length': int(x.max_length),
                     'log_history': _array_to_plain(x._log_history),
                     'count_history': _array_to_plain(x._count_history)}
         if isinstance(x, np.generic) and x.dtype.kind in 'biuf':
             return x.item()
-        if isinstance(x, dict):
-            new = {k: convert(v) for k, v in x.items()}
-            if all(new[k] is x[k] for k in x):
-                return x
-            out = x.__class__() if isinstance(
-                x, collections.OrderedDict) else {}
-            out.update(new)
-            return out
-        if isinstance(x, (list, tuple)) and not hasattr(x, '_fields'):
-            new = [convert(v) for v in x]
-            if all(a is b for a, b in zip(new, x)):
-                return x
-            return type(x)(new)
         return x
 
-    return convert(obj)
+    return map_containers(obj, plain)
 
 
 def is_plain_history_buffer(obj):
@@ -167,25 +188,16 @@ def is_plain_history_buffer(obj):
 def restore_history_buffers(obj):
     """Inverse of :func:`plain_history_buffers`: plain dicts -> buffers."""
     cls = _history_buffer_cls()
-    if is_plain_history_buffer(obj):
-        buf = cls(max_length=obj['max_length'])
-        buf._log_history = _plain_to_array(obj['log_history'])
-        buf._count_history = _plain_to_array(obj['count_history'])
+
+    def restore(x):
+        if not is_plain_history_buffer(x):
+            return x
+        buf = cls(max_length=x['max_length'])
+        buf._log_history = _plain_to_array(x['log_history'])
+        buf._count_history = _plain_to_array(x['count_history'])
         return buf
-    if isinstance(obj, dict):
-        new = {k: restore_history_buffers(v) for k, v in obj.items()}
-        if all(new[k] is obj[k] for k in obj):
-            return obj
-        out = obj.__class__() if isinstance(
-            obj, collections.OrderedDict) else {}
-        out.update(new)
-        return out
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
-        new = [restore_history_buffers(v) for v in obj]
-        if all(a is b for a, b in zip(new, obj)):
-            return obj
-        return type(obj)(new)
-    return obj
+
+    return map_containers(obj, restore)
 
 
 # --------------------------------------------------------------------------
@@ -235,7 +247,9 @@ def load_trusted_checkpoint(filename, map_location='cpu'):
     """Load ``filename`` with full pickle (``weights_only=False``).
 
     Only for checkpoints from a trusted source (unpickling can run arbitrary
-    code); message-hub buffers stored as plain data are restored.
+    code). The object is returned as stored: message-hub buffers written as
+    plain data stay plain dicts until ``MessageHub.load_state_dict`` (patched
+    by :func:`apply`) or :func:`restore_history_buffers` turns them back.
     """
     warnings.warn(f'loading {filename!r} with weights_only=False (trusted '
                   'source)', UserWarning, stacklevel=2)
@@ -348,47 +362,9 @@ def _patch_loader():
     CheckpointLoader.load_checkpoint = classmethod(load_checkpoint)
 
 
-def _patch_cpu_distributed():
-    from mmengine.dist import utils as dist_utils
-    orig = dist_utils._init_dist_pytorch
-    if not getattr(orig, '_convattn_mm', False):
-
-        def _init_dist_pytorch(backend, init_backend='torch', **kwargs):
-            from mmengine.device import (is_mlu_available, is_musa_available,
-                                         is_npu_available)
-            if (torch.cuda.is_available() or init_backend != 'torch'
-                    or is_mlu_available() or is_npu_available()
-                    or is_musa_available()):
-                return orig(backend, init_backend=init_backend, **kwargs)
-            if backend == 'nccl':
-                warnings.warn("no GPU: using the 'gloo' process-group "
-                              "backend instead of 'nccl'", UserWarning)
-                backend = 'gloo'
-            torch.distributed.init_process_group(backend=backend, **kwargs)
-
-        _init_dist_pytorch.__wrapped__ = orig
-        _init_dist_pytorch._convattn_mm = True
-        dist_utils._init_dist_pytorch = _init_dist_pytorch
-
-    from mmengine.model import MMDistributedDataParallel as DDP
-    init = DDP.__init__
-    if not getattr(init, '_convattn_mm', False):
-
-        def __init__(self, module, *args, **kwargs):
-            params = list(module.parameters())
-            if params and all(p.device.type == 'cpu' for p in params):
-                # DDP takes no device ids for a CPU module
-                kwargs['device_ids'] = None
-                kwargs.pop('output_device', None)
-            init(self, module, *args, **kwargs)
-
-        __init__.__wrapped__ = init
-        __init__._convattn_mm = True
-        DDP.__init__ = __init__
-
-
 def apply():
-    """Install the fixes above (idempotent, thread-safe). Returns True."""
+    """Install the checkpoint fixes above (idempotent, thread-safe).
+    Returns True."""
     global _applied
     with _lock:
         if _applied:
@@ -399,10 +375,10 @@ def apply():
         _patch_save()
         _patch_message_hub()
         _patch_loader()
-        _patch_cpu_distributed()
         _applied = True
     return True
 
 
 def is_applied():
+    """True once :func:`apply` has run."""
     return _applied

@@ -30,7 +30,10 @@ from collections import OrderedDict
 
 import torch
 
-from convattn_mm.models.backbones.convattn_net import CONV_INIT_OFFSETS
+from convattn_mm.models.backbones.sa_resnet import SAConv, SAResNet
+from convattn_mm.models.encodings import CONV_INIT_OFFSETS
+
+from .conv import proj_weight
 
 
 def _strip(state_dict, prefix):
@@ -59,7 +62,6 @@ def _resnet_key(sa_key):
 def _split_conv(weight):
     """``W [C_out, C_in, 3, 3]`` -> ``{(dy, dx): W_Δ [C_out, C_in]}`` through
     the converter's per-head projection (row-major kernel order)."""
-    from convattn_mm.convert import proj_weight
     cout, cin, kh, kw = weight.shape
     per_head = proj_weight(weight, cin, 1).reshape(cout, kh * kw, cin)
     out = {}
@@ -82,14 +84,15 @@ def resnet_to_saresnet(resnet_state_dict, model, prefix='backbone.'):
     Returns:
         ``(state_dict, report)``: a full state dict for ``model`` (its own
         values where nothing maps: q/k projections, position encodings),
-        and one dict per attention layer (``name``, ``rank``, ``rel_error``).
+        and one dict per attention layer (``name``; ``rank``: the largest
+        rank of the approximation of one offset's ``W_Δ``, i.e.
+        ``min(heads on Δ · d, C_in, C_out)``; ``rel_error``).
 
     Raises:
         TypeError / ValueError: ``model`` is not a conv-init SAResNet with
         3×3 windows; KeyError: a ResNet tensor is missing; ValueError: a
         shape does not match.
     """
-    from convattn_mm.models.backbones.sa_resnet import SAConv, SAResNet
     if not isinstance(model, SAResNet):
         raise TypeError(f'model={type(model).__name__}: expected SAResNet')
     sa_layers = {n: m for n, m in model.named_modules()
@@ -140,11 +143,13 @@ def _map_attention(name, attn, weight, out):
     qkv_w = out[f'{name}.attn.qkv.weight'].clone()  # [3·H·d, C_in]
     proj_w = torch.zeros(cout, H * d)
     approx = torch.zeros_like(weight)
+    ranks = []
     for delta, w in per_offset.items():
         heads = heads_at.get(delta, [])
         if not heads:
             continue
         r = min(len(heads) * d, min(w.shape))
+        ranks.append(r)
         U, S, Vh = torch.linalg.svd(w, full_matrices=False)
         root = S[:r].sqrt()
         P, V = U[:, :r] * root, root[:, None] * Vh[:r]
@@ -163,4 +168,5 @@ def _map_attention(name, attn, weight, out):
     out[f'{name}.attn.proj.weight'] = proj_w
     out[f'{name}.attn.proj.bias'] = torch.zeros(cout)
     err = (weight - approx).norm() / weight.norm().clamp_min(1e-12)
-    return dict(name=name, rank=d, rel_error=float(err))
+    return dict(name=name, rank=max(ranks, default=0),
+                rel_error=float(err))

@@ -17,11 +17,13 @@ so the heads train at ``lr`` and the stem at ``lr · rate^(N+1)``. The other
 ``bias_decay_mult``, ``flat_decay_mult``, ``custom_keys`` with
 ``decay_mult``).
 
-It is registered in mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS``, so
+It is registered in mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS`` (an
+optimiser is built by mmengine's Runner in the root scope, whatever the
+config's ``default_scope``), so
 ``constructor='BackboneLayerDecayOptimWrapperConstructor'`` resolves from
-mmdet, mmpose and mmpretrain configs once ``convattn_mm.models`` is imported
-(building a ``convattn_mm.`` backbone imports it, before the Runner builds
-the optimiser).
+mmdet, mmpose and mmpretrain configs once ``convattn_mm.engine`` is imported:
+the package registry's ``locations`` import it when a ``convattn_mm.`` model
+is built, before the Runner builds the optimiser.
 """
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from mmpretrain.engine.optimizers import \
@@ -54,7 +56,7 @@ def backbone_layer_depth(model, prefix='backbone.'):
     return layer_depth
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module(force=True)
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class BackboneLayerDecayOptimWrapperConstructor(
         LearningRateDecayOptimWrapperConstructor):
     """mmpretrain's layer-decay constructor, with the layer depth taken from
