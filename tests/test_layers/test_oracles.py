@@ -127,12 +127,12 @@ def test_log_cpb_closed_form_and_sign():
     """``b = 16 σ(W₂ ReLU(W₁ x + c₁))``, ``x = sign(δ) log2(1 + 8|δ|/s) / 3``
     with ``s = radius · step`` per axis; an odd function of δ inside, so a
     random MLP gives ``b(δ) != b(-δ)``."""
-    enc = LogCPB(num_heads=3, head_dims=8, rank=2, radius=(3, 2),
+    enc = LogCPB(num_heads=3, head_dims=8, rank=2, radius=(1, 2),
                  step=(1, 2), hidden_dims=16).double()
     offsets = torch.tensor([[0, 0], [1, 0], [-1, 0], [2, -4], [-2, 4],
                             [3, 4], [-3, -4], [9, -12]])
     got = enc.pos_bias(offsets)
-    s = torch.tensor([3.0 * 1, 2.0 * 2], dtype=torch.float64)
+    s = torch.tensor([1.0 * 1, 2.0 * 2], dtype=torch.float64)
     rows = []
     for d in offsets.double():
         x = torch.sign(d) * torch.log2(1 + 8 * d.abs() / s) / math.log2(8)
