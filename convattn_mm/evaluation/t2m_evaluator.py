@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from convattn_mm import compat
+from convattn_mm.compat import checkpoints as compat
 from convattn_mm.datasets.humanml3d.formats import get_motion_format
 
 POS_TAGS = ('VERB', 'NOUN', 'DET', 'ADP', 'NUM', 'AUX', 'PRON', 'ADJ', 'ADV',
