@@ -2,6 +2,8 @@
 #
 #   make demo    set up .venv and run the main job on the embedded default
 #   make test    set up .venv and run the test suite (CPU)
+#   make mutation  mutation scores of the core modules and the C++ kernel
+#                (long: not part of `make test`)
 #
 # Set-up is incremental: each step leaves a stamp in .venv/ and is skipped
 # when the stamp is newer than its requirements file.
@@ -12,7 +14,8 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 
 .PHONY: setup setup-full demo test test-slow bench bench-convert bench-digits \
-	bench-longrange bench-throughput bench-gpu bench-check flops gallery clean-venv
+	bench-longrange bench-throughput bench-gpu bench-check flops gallery \
+	mutation clean-venv
 setup: $(STAMPS)/package
 
 $(VENV)/bin/python:
@@ -96,6 +99,14 @@ flops: setup
 # conv-converted CNN before/after fine-tuning, into docs/gallery/
 gallery: setup
 	$(PY) tools/make_gallery.py
+
+# mutmut on ops/windows.py, models/encodings, models/layers and convert, each
+# against its own tests; then hand-written mutants of the C++ kernel (work
+# split and borders) and of bugs that once survived the suite
+mutation: setup
+	OMP_NUM_THREADS=1 $(PY) tools/misc/mutation.py --out work_dirs/mutation
+	$(PY) tools/misc/mutate_kernel.py --python-mutants \
+	  --json work_dirs/mutation/kernel.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,6 +2,7 @@
 it, save the checkpoint and a picture.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--epochs N]
+        [--cfg-options KEY=VALUE ...]
 
 Trains ``configs/convattn_net/convattnnet-demo_1xb64_digits.py`` with
 mmengine's Runner (its normal logs), tests it on the 360 held-out digits,
@@ -21,13 +22,17 @@ CONFIG = osp.join(ROOT, 'configs', 'convattn_net',
                   'convattnnet-demo_1xb64_digits.py')
 
 
-def parse_args():
+def parse_args(argv=None):
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', default=CONFIG)
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
     p.add_argument('--epochs', type=int, default=None,
                    help='override train_cfg.max_epochs')
-    return p.parse_args()
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config keys, e.g. a smaller budget: '
+                   'train_dataloader.dataset.indices=64')
+    return p.parse_args(argv)
 
 
 def read_scalars(log_dir):
@@ -106,8 +111,8 @@ def plot(scalars, img, maps, map_shape, query, layer_name, acc, path):
     plt.close(fig)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -116,6 +121,8 @@ def main():
     start = time.time()
     cfg = Config.fromfile(args.config)
     cfg.work_dir = args.work_dir
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     if args.epochs is not None:
         cfg.train_cfg.max_epochs = args.epochs
         cfg.train_cfg.val_interval = min(cfg.train_cfg.val_interval,

@@ -2,6 +2,7 @@
 
     python tools/make_gallery.py [--demo-checkpoint PTH] [--out docs/gallery]
         [--cnn-epochs 3] [--finetune-epochs 3] [--num-images 32]
+        [--train-images N] [--test-images N] [--layers NAME|INDEX ...]
 
 Three analyses (``tools/analyze_attention.py`` on the digits test split):
 
@@ -52,6 +53,15 @@ def parse_args(argv=None):
     p.add_argument('--cnn-epochs', type=int, default=3)
     p.add_argument('--finetune-epochs', type=int, default=3)
     p.add_argument('--num-images', type=int, default=32)
+    p.add_argument('--train-images', type=int, default=None,
+                   help='train (and fine-tune) on the first N training '
+                   'digits only (default: all 1437)')
+    p.add_argument('--test-images', type=int, default=None,
+                   help='report accuracy on the first N test digits only '
+                   '(default: all 360)')
+    p.add_argument('--layers', nargs='+', default=None,
+                   help='analyse only these attention layers of each model: '
+                   'name patterns or positions (default: all)')
     p.add_argument('--backend', default='auto',
                    help="attention op backend of the converted layers "
                    "('gather': the plain-PyTorch path)")
@@ -71,11 +81,17 @@ def newest_checkpoint(folder):
     return found[-1] if found else None
 
 
-def cnn_config(work_dir, epochs):
+def cnn_config(work_dir, epochs, train_images=None, test_images=None):
     """A small CNN classifier on the digits (all 3x3 convs 'same'-padded,
-    so every one converts exactly)."""
+    so every one converts exactly); ``*_images``: use the first N samples
+    of that split (None: all)."""
     from mmengine.config import Config
     cfg = Config.fromfile(DIGITS)
+    if train_images is not None:
+        cfg.train_dataloader.dataset.indices = train_images
+    if test_images is not None:
+        for split in ('val_dataloader', 'test_dataloader'):
+            cfg[split].dataset.indices = test_images
     cfg.merge_from_dict(dict(
         default_scope='mmpretrain',
         work_dir=work_dir,
@@ -121,6 +137,8 @@ def layer_means(measures):
 
 def main(argv=None):
     args = parse_args(argv)
+    layers = None if args.layers is None else [
+        int(x) if x.isdigit() else x for x in args.layers]
     import torch
     from mmengine.config import Config
     from convattn_mm.analysis.report import (_apply_compat, analyze,
@@ -136,7 +154,8 @@ def main(argv=None):
         model, cfg = build_model(args.demo_config, ckpt)
         samples, display = load_images(cfg, None, args.num_images)
         m = analyze(model, samples, display, osp.join(args.out, 'demo'),
-                    title='demo model' + ('' if ckpt else ' (untrained)'))
+                    title='demo model' + ('' if ckpt else ' (untrained)'),
+                    layers=layers)
         summary['demo'] = dict(config=osp.relpath(args.demo_config, ROOT),
                                checkpoint=osp.relpath(ckpt, ROOT) if ckpt
                                else None, trained=bool(ckpt),
@@ -144,7 +163,8 @@ def main(argv=None):
     if 'converted' not in args.skip:
         from convattn_mm.convert import convert_model, save_converted
         cnn_dir = osp.join(args.work_dir, 'cnn')
-        cfg = cnn_config(cnn_dir, args.cnn_epochs)
+        cfg = cnn_config(cnn_dir, args.cnn_epochs, args.train_images,
+                         args.test_images)
         cnn_ckpt, cnn_acc = train(cfg)
         # convert the trained CNN, save it as a ConvToAttention checkpoint
         cnn, _ = build_model(cfg, cnn_ckpt)
@@ -170,13 +190,13 @@ def main(argv=None):
                                 conv_ckpt)
         m0 = analyze(before, samples, display,
                      osp.join(args.out, 'converted-before'),
-                     title='converted CNN, before fine-tuning')
+                     title='converted CNN, before fine-tuning', layers=layers)
         ft_ckpt, ft_acc = train(ft)
         after, _ = build_model(Config(copy.deepcopy(ft._cfg_dict.to_dict())),
                                ft_ckpt)
         m1 = analyze(after, samples, display,
                      osp.join(args.out, 'converted-after'),
-                     title='converted CNN, after fine-tuning')
+                     title='converted CNN, after fine-tuning', layers=layers)
         summary['converted'] = dict(
             cnn='ResNet_CIFAR-18 (base width 8), digits',
             cnn_epochs=args.cnn_epochs, cnn_test_top1=cnn_acc,

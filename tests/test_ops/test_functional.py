@@ -9,6 +9,9 @@ from convattn_mm.ops import (BACKENDS, backend_support, make_window, na1d,
                              na2d, na3d, neighborhood_attention, window_table)
 
 SIZES = {1: (11, ), 2: (9, 10), 3: (7, 6, 5)}
+# dilated 3-D windows need a larger map than SIZES[3] (shift: K * d <= L;
+# mask and zeros: (K - 1) * d + 1 <= L)
+DILATED_3D = (7, 10, 6)
 KERNELS = {1: [3, 5, 'global'], 2: [3, (3, 5), 'global'],
            3: [3, (3, 5, 3), 'global']}
 
@@ -24,28 +27,70 @@ def _inputs(spatial, table_shape, dtype=torch.float64, heads=2, d=4, dv=3,
     return [t.requires_grad_(grad) for t in ts]
 
 
-def _cases():
+def _sweep():
+    """Every rank x border x kernel x dilation x stride; a global window
+    ignores the dilation, so d > 1 would only repeat d = 1."""
     for rank in (1, 2, 3):
         for border, K, d, s in itertools.product(('shift', 'mask', 'zeros'),
                                                  KERNELS[rank], (1, 2),
                                                  (1, 2)):
-            if K == 'global' and d > 1:
-                continue
-            try:
-                window_table(SIZES[rank], K, d, border)
-            except ValueError:
-                continue
-            yield rank, border, K, d, s
+            if K != 'global' or d == 1:
+                yield rank, border, K, d, s
 
 
-CASES = list(_cases())
+def _size(rank, d):
+    return DILATED_3D if rank == 3 and d > 1 else SIZES[rank]
+
+
+# (rank, spatial, border, K, d, s): every case of the sweep, each on a map it
+# fits (no case is skipped: one that does not fit fails the tests)
+CASES = [(rank, _size(rank, d), border, K, d, s)
+         for rank, border, K, d, s in _sweep()]
+CASE_IDS = [
+    f'{r}d-{"x".join(map(str, sp))}-{b}-K'
+    f'{"x".join(map(str, K)) if isinstance(K, tuple) else K}-d{d}-s{s}'
+    for r, sp, b, K, d, s in CASES
+]
+
+# The sweep's windows that do not fit the default maps (SIZES), listed, each
+# with the error it must raise; the cases above run them on DILATED_3D.
+INVALID_ON_SIZES = [
+    (3, 'shift', 3, 2, r'\(3 \* 2 > 5\)'),
+    (3, 'shift', (3, 5, 3), 2, r'\(5 \* 2 > 6\)'),
+    (3, 'mask', (3, 5, 3), 2, r"border='mask' needs .* \(9 > 6\)"),
+    (3, 'zeros', (3, 5, 3), 2, r"border='zeros' needs .* \(9 > 6\)"),
+]
+
+
+@pytest.mark.parametrize('s', [1, 2])
+@pytest.mark.parametrize('rank,border,K,d,match', INVALID_ON_SIZES)
+def test_sweep_windows_that_do_not_fit_raise(rank, border, K, d, match, s):
+    with pytest.raises(ValueError, match=match):
+        window_table(SIZES[rank], K, d, border)
+    with pytest.raises(ValueError, match=match):
+        make_window(SIZES[rank], K, d, border, s)
+
+
+def test_sweep_drops_nothing_silently():
+    """The listed invalid windows are exactly those that do not fit SIZES;
+    all of them run in CASES on DILATED_3D."""
+    failing = set()
+    for rank, border, K, d, s in _sweep():
+        try:
+            make_window(SIZES[rank], K, d, border, s)
+        except ValueError:
+            failing.add((rank, border, K, d))
+    assert failing == {c[:4] for c in INVALID_ON_SIZES}
+    on_big = {(r, b, K, d) for r, sp, b, K, d, s in CASES if sp == DILATED_3D}
+    assert failing <= on_big
+    assert len(CASES) == len(list(_sweep()))
 
 
 @pytest.mark.parametrize('terms', ['none', 'bias', 'rel_keys', 'both'])
 @pytest.mark.parametrize('backend', ['gather', 'fused_cpu'])
-@pytest.mark.parametrize('rank,border,K,d,s', CASES)
-def test_backend_matches_reference(backend, terms, rank, border, K, d, s):
-    spatial = SIZES[rank]
+@pytest.mark.parametrize('rank,spatial,border,K,d,s', CASES, ids=CASE_IDS)
+def test_backend_matches_reference(backend, terms, rank, spatial, border, K,
+                                   d, s):
     tshape, _ = window_table(spatial, K, d, border)
     q, k, v, pb, rk = _inputs(spatial, tshape, grad=True)
     pb = pb if terms in ('bias', 'both') else None
@@ -65,9 +110,9 @@ def test_backend_matches_reference(backend, terms, rank, border, K, d, s):
 
 
 @pytest.mark.slow  # one torch.compile per case
-@pytest.mark.parametrize('rank,border,K,d,s', CASES[::3])
-def test_flex_forward_matches_reference(rank, border, K, d, s):
-    spatial = SIZES[rank]
+@pytest.mark.parametrize('rank,spatial,border,K,d,s', CASES[::3],
+                         ids=CASE_IDS[::3])
+def test_flex_forward_matches_reference(rank, spatial, border, K, d, s):
     tshape, _ = window_table(spatial, K, d, border)
     q, k, v, pb, rk = _inputs(spatial, tshape, dtype=torch.float32, d=8,
                               dv=8)

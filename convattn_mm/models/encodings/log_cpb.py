@@ -1,10 +1,11 @@
 """Continuous log-spaced relative position bias (Swin-V2)::
 
-    b^h_δ = 16 · sigmoid( MLP( sign(δ) · log2(1 + |δ| / s) / log2(8) )_h )
+    b^h_δ = 16 · sigmoid( MLP( sign(δ) · log2(1 + 8|δ| / s) / log2(8) )_h )
 
 with ``s`` the window radius in pixels per axis (so offsets of the trained
-window map to ``[-1, 1]``, larger ones extrapolate smoothly): no table to
-resize when the window changes.
+window map to ``[-log2(9)/3, log2(9)/3]``, about ``[-1.06, 1.06]``, as in
+Swin-V2; larger ones extrapolate smoothly): no table to resize when the
+window changes.
 """
 import math
 
