@@ -32,13 +32,28 @@ def test_fixture_covers_every_registered_model(checkpoint):
                  for case in checkpoint['cases'].values()
                  if isinstance(case['cfg'].get('pos_encoding'), dict)}
     blocks = {'TemporalAttnBlock', 'VolumeAttnBlock'}  # inside their nets
-    assert set(MODELS.module_dict) - built - encodings - blocks == set()
+    assert set(MODELS.module_dict) - built - encodings - blocks - set(
+        NOT_IN_FIXTURE) == set()
+
+
+#: registered modules whose forward takes more than one tensor (captions,
+#: diffusion steps, data dicts): their build, forward, backward and empty
+#: batch are checked in tests/test_registered_modules.py instead
+NOT_IN_FIXTURE = {
+    'CrossAttention': 'forward takes a context',
+    'HashedWordEncoder': 'forward takes captions',
+    'CLIPTextEncoder': 'needs transformers and downloaded weights',
+    'MotionDenoiser': 'forward takes steps, text and lengths',
+    'TextToMotion': 'a full model (data samples, diffusion)',
+    'MotionDataPreprocessor': 'no weights',
+}
 
 
 @pytest.mark.parametrize('name', [
     'bias_table', 'quadratic', 'relative_keys', 'rope', 'log_cpb', 'rank1',
     'conv_attention', 'gated_conv_attention', 'convattn_net', 'sa_resnet',
-    'isotropic', 'temporal', 'volume', 'converted_resnet'
+    'isotropic', 'temporal', 'volume', 'converted_resnet', 'motion_attn_net',
+    'tcn_attn_net'
 ])
 def test_old_checkpoint_reproduces_outputs(checkpoint, name):
     case = checkpoint['cases'][name]

@@ -47,10 +47,11 @@ CASES.update(
 
 
 def _text(B=2, S=3, C=8):
+    """A caption context for a batch of ``B <= 2`` (B may be 0)."""
     g = torch.Generator().manual_seed(3)
-    return dict(tokens=torch.randn(B, S, C, generator=g),
-                mask=torch.tensor([[True, True, False], [True] * 3]),
-                pooled=torch.randn(B, C, generator=g))
+    return dict(tokens=torch.randn(2, S, C, generator=g)[:B],
+                mask=torch.tensor([[True, True, False], [True] * 3])[:B],
+                pooled=torch.randn(2, C, generator=g)[:B])
 
 
 _T2M_ENCODER = dict(type='HashedWordEncoder', embed_dims=8, vocab_size=16,
@@ -58,29 +59,40 @@ _T2M_ENCODER = dict(type='HashedWordEncoder', embed_dims=8, vocab_size=16,
 _T2M_DENOISER = dict(type='MotionDenoiser', embed_dims=8, depth=2,
                      num_heads=2, kernel_size=3, global_every=2)
 _CAPTIONS = ['a person walks', '']
-#: modules whose input is not one tensor: (config, run(net, x) -> outputs)
-#: where ``x`` is a tensor of the given shape that the run feeds in
+
+
+def _steps(x):
+    """Diffusion steps and motion lengths for the batch of ``x``."""
+    B = x.shape[0]
+    return torch.tensor([3, 9])[:B], torch.tensor([7, 5])[:B]
+
+
+#: cases whose forward takes more than the tensor: (config, input shape,
+#: run(net, x)); every run follows the batch size of ``x`` (B may be 0)
 CASES.update(
     cross_attention=(dict(type='CrossAttention', embed_dims=8,
                           context_dims=8, num_heads=2), (2, 5, 8),
-                     lambda net, x: net(x, _text()['tokens'],
-                                        _text()['mask'])),
+                     lambda net, x: net(x, _text(len(x))['tokens'],
+                                        _text(len(x))['mask'])),
     hashed_word_encoder=(_T2M_ENCODER, (2, 1, 1),
-                         lambda net, x: [net(_CAPTIONS)['tokens'] * x]),
+                         # pooled: the token count depends on the captions
+                         lambda net, x: [net(_CAPTIONS[:len(x)])['pooled']
+                                         [:, None] * x]),
     motion_denoiser=(dict(_T2M_DENOISER, in_dims=6, text_dims=8),
                      (2, 7, 6),
-                     lambda net, x: net(x, torch.tensor([3, 9]), _text(),
-                                        torch.tensor([7, 5]))),
+                     lambda net, x: net(x, _steps(x)[0], _text(len(x)),
+                                        _steps(x)[1])),
     text_to_motion=(dict(type='TextToMotion', text_encoder=_T2M_ENCODER,
                          denoiser=_T2M_DENOISER, num_train_timesteps=10,
                          num_sample_steps=2), (2, 7, 263),
                     lambda net, x: net.predict_x0(
-                        x, torch.tensor([3, 9]),
-                        net.text_encoder(_CAPTIONS), torch.tensor([7, 5]))),
+                        x, _steps(x)[0],
+                        net.text_encoder(_CAPTIONS[:len(x)]), _steps(x)[1])),
     motion_data_preprocessor=(dict(type='MotionDataPreprocessor'),
                               (2, 7, 4),
-                              lambda net, x: net(dict(
-                                  inputs=[x[0], x[1, :5]]))['inputs']),
+                              lambda net, x: net(dict(inputs=[
+                                  x[i, :7 - 2 * i] for i in range(len(x))
+                              ] if len(x) else x))['inputs']),
 )
 #: registered modules that cannot be built here, with the reason
 NOT_BUILDABLE = {

@@ -119,10 +119,11 @@ class MotionAttnNet(BaseModule):
                              f'{self.num_keypoints}, {self.in_channels}]')
         B, T, K, _ = x.shape
         x = self.embed(x) + self.joint_embed
+        C = x.shape[-1]  # explicit, not -1: B may be 0
         for time_blk, joint_blk in zip(self.time_blocks, self.joint_blocks):
             # [B, T, K, C] -> [B*K, T, C]: every joint's sequence
-            x = time_blk(x.transpose(1, 2).reshape(B * K, T, -1))
+            x = time_blk(x.transpose(1, 2).reshape(B * K, T, C))
             # -> [B*T, K, C]: every frame's joints
-            x = x.reshape(B, K, T, -1).transpose(1, 2).reshape(B * T, K, -1)
-            x = joint_blk(x).reshape(B, T, K, -1)
+            x = x.reshape(B, K, T, C).transpose(1, 2).reshape(B * T, K, C)
+            x = joint_blk(x).reshape(B, T, K, C)
         return self.norm(x)

@@ -42,9 +42,10 @@ class CrossAttention(BaseModule):
 
     def forward(self, x, context, context_mask=None):
         B, C, H = x.shape[0], x.shape[-1], self.num_heads
-        q = self.q(x).reshape(B, -1, H, C // H).transpose(1, 2)
-        k, v = self.kv(context).reshape(B, -1, 2, H,
-                                        C // H).permute(2, 0, 3, 1, 4)
+        # unflatten, not reshape(B, -1, ...): B may be 0
+        q = self.q(x).unflatten(-1, (H, C // H)).transpose(1, 2)
+        k, v = self.kv(context).unflatten(-1, (2, H, C // H)).permute(
+            2, 0, 3, 1, 4)
         mask = None
         if context_mask is not None:
             if not context_mask.any(1).all():

@@ -61,9 +61,11 @@ class HashedWordEncoder(BaseModule):
                 2 + zlib.crc32(w.encode()) % (self.vocab_size - 2)
                 for w in words
             ])
-        S = max(len(r) for r in rows)
-        return torch.tensor([r + [self.PAD] * (S - len(r)) for r in rows],
-                            device=self.pos.device)
+        S = max((len(r) for r in rows), default=1)
+        ids = torch.full((len(rows), S), self.PAD, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+        return ids.to(self.pos.device)
 
     def forward(self, captions):
         ids = self.token_ids(captions)

@@ -40,6 +40,9 @@ class MotionDataPreprocessor(BaseDataPreprocessor):
             lengths = torch.full((inputs.shape[0], ), inputs.shape[1],
                                  dtype=torch.long, device=inputs.device)
         else:
+            if not len(inputs):
+                raise ValueError('inputs: an empty list of motions (pass a '
+                                 '[0, T, D] tensor for an empty batch)')
             lengths = torch.tensor([len(x) for x in inputs],
                                    device=self.device)
             inputs = pad_sequence(list(inputs), batch_first=True)
