@@ -132,15 +132,7 @@ def main():
     torch.manual_seed(0)
     records = {}
     for name, (cfg, shape) in CASES.items():
-        net = build(cfg)
-        with torch.no_grad():
-            for p in net.parameters():  # away from init: every weight counts
-                p.add_(torch.randn_like(p) * 0.05)
-        x = torch.randn(shape)
-        with torch.no_grad():
-            outs = as_tensors(net(x))
-        records[name] = dict(cfg=cfg, input=x, outputs=outs,
-                             state_dict=net.state_dict())
+        records[name] = record(cfg, shape)
     hub = MessageHub.get_instance('compat_fixture')
     hub.update_scalar('train/loss', 1.5)
     hub.update_scalar('train/loss', 0.5)
