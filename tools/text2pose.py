@@ -13,6 +13,7 @@ single pose: a PNG of it, no GIF. The checkpoint loads with
 data set is needed.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -137,6 +138,8 @@ def main(argv=None):
     feats = model.denormalize(feats)[0].cpu().double().numpy()
     joints = features_to_joints(feats, fmt.name)  # format's unit
     stem = osp.splitext(args.out)[0]
+    if osp.dirname(args.out):  # like the other tools: create --out's folder
+        os.makedirs(osp.dirname(args.out), exist_ok=True)
     np.save(stem + '_features.npy', feats.astype(np.float32))
     np.save(stem + '_joints.npy', joints.astype(np.float32))
     left = [i for i, n in enumerate(fmt.joint_names) if 'left' in n]

@@ -10,7 +10,6 @@ statistics, fit on the real clips, labels the generated motions:
   within 1.5x of its in-length samples.
 """
 import numpy as np
-import pytest
 import torch
 from mmengine.structures import BaseDataElement
 
@@ -133,7 +132,7 @@ def test_learning_smoke():
     assert np.isfinite(jerk(x[0], mean, std))
 
 
-@pytest.mark.slow
+# about 1 min on one thread, so it runs in `make test`
 def test_prompted_classes_and_long_samples():
     X, y, caps, mean, std = make_clips(10)
     classify = NearestCentroid(X, y)

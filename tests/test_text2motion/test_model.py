@@ -181,14 +181,16 @@ def test_text2pose_tool(trained_fixture, tmp_path):
         'text2pose', osp.join(ROOT, 'tools', 'text2pose.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    out = str(tmp_path / 'wave.gif')
+    out = str(tmp_path / 'new_folder' / 'wave.gif')  # the tool creates it
     config = osp.join(work, osp.basename(FIXTURE_CFG))  # as the Runner ran
     written = tool.main([config, osp.join(work, 'iter_2.pth'),
                          'a person waves with the right hand', '--seconds',
                          '1', '--steps', '2', '--out', out])
     assert written[0] == out and all(osp.getsize(p) > 0 for p in written)
-    assert np.load(str(tmp_path / 'wave_joints.npy')).shape == (20, 22, 3)
-    assert np.load(str(tmp_path / 'wave_features.npy')).shape == (20, 263)
+    assert np.load(str(tmp_path / 'new_folder' /
+                       'wave_joints.npy')).shape == (20, 22, 3)
+    assert np.load(str(tmp_path / 'new_folder' /
+                       'wave_features.npy')).shape == (20, 263)
     pose = str(tmp_path / 'pose.gif')
     written = tool.main([config, osp.join(work, 'iter_2.pth'),
                          'a person sits down', '--frames', '1', '--steps',
