@@ -301,6 +301,7 @@ class RelPosAttention(BaseModule):
         drop = self.attn_drop if self.training else 0.0
         if (cls.attend is not RelPosAttention.attend
                 or cls.project_qkv is not RelPosAttention.project_qkv
+                or x.device.type != 'cpu'  # no plan twice on other devices
                 or spec.strided or self._recorder is not None or drop > 0
                 or x.dtype not in (torch.float32, torch.float64)
                 or torch.is_autocast_enabled(x.device.type)
