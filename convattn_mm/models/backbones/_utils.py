@@ -178,6 +178,17 @@ def _per_item(cfgs, num, name):
                     f'{type(cfgs).__name__}')
 
 
+def check_dilations(dilations):
+    """``dilations`` (an int or a non-empty sequence of ints >= 1, cycled
+    over the blocks) as a tuple, else ValueError naming it."""
+    if isinstance(dilations, int):
+        dilations = (dilations, )
+    if not dilations or not all(
+            isinstance(d, int) and d >= 1 for d in dilations):
+        raise ValueError(f'dilations={dilations!r} must be positive ints')
+    return tuple(dilations)
+
+
 def merge_cfgs(defaults, cfgs, allowed, name):
     """One kwargs dict per item: ``defaults[i]`` updated by the config of
     item ``i`` (``cfgs``: None, one dict for all, or one per item).

@@ -22,8 +22,10 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
-from .temporal import TemporalAttnBlock
 from convattn_mm.registry import MODELS
+
+from ._utils import check_dilations
+from .temporal import TemporalAttnBlock
 
 
 @MODELS.register_module()
@@ -77,11 +79,7 @@ class MotionAttnNet(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f'depth={depth!r} must be a positive int')
-        if isinstance(dilations, int):
-            dilations = (dilations, )
-        if not dilations or not all(
-                isinstance(d, int) and d >= 1 for d in dilations):
-            raise ValueError(f'dilations={dilations!r} must be positive ints')
+        dilations = check_dilations(dilations)
         self.in_channels, self.embed_dims = in_channels, embed_dims
         self.num_keypoints = num_keypoints
         self.embed = nn.Linear(in_channels, embed_dims)

@@ -31,7 +31,8 @@ from convattn_mm.models.checks import declare_channels, watch_pretrained
 from convattn_mm.models.layers import RelPosAttnBlock
 from convattn_mm.registry import MODELS
 
-from ._utils import VersionedStateDictMixin, block_options, merge_cfgs
+from ._utils import (VersionedStateDictMixin, block_options, check_dilations,
+                     merge_cfgs)
 
 
 @MODELS.register_module()
@@ -111,11 +112,7 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
                              f"choose one of ['all', 'target']")
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f'depth={depth!r} must be a positive int')
-        if isinstance(dilations, int):
-            dilations = (dilations, )
-        if not dilations or not all(
-                isinstance(d, int) and d >= 1 for d in dilations):
-            raise ValueError(f'dilations={dilations!r} must be positive ints')
+        dilations = check_dilations(dilations)
         if border is None:
             border = 'mask' if causal else 'shift'
         self.in_channels, self.causal = in_channels, causal
