@@ -31,6 +31,7 @@ convolution's (``proj``), plus the softmax over ``k`` positions.
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from convattn_mm.models.backbones.temporal import lifter_input
 from convattn_mm.registry import MODELS
 from convattn_mm.utils import check_choice
 
@@ -145,12 +146,7 @@ class TCNAttnNet(BaseModule):
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x):
-        if x.dim() == 4:
-            x = x.flatten(1, 2)
-        if x.dim() != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(f'x.shape={tuple(x.shape)}: expected [B, '
-                             f'{self.in_channels}, T] or [B, K, C, T] with '
-                             f'K*C={self.in_channels}')
+        x = lifter_input(x, self.in_channels)
         if x.shape[2] < self.receptive_field:
             raise ValueError(f'x.shape={tuple(x.shape)}: needs at least '
                              f'receptive_field={self.receptive_field} frames')

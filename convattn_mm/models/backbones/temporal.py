@@ -35,6 +35,18 @@ from ._utils import (VersionedStateDictMixin, block_options, check_dilations,
                      merge_cfgs)
 
 
+def lifter_input(x, in_channels):
+    """A lifter's input ``[B, in_channels, T]`` or ``[B, K, C, T]`` (with
+    ``K·C = in_channels``) as ``[B, in_channels, T]``, else ValueError."""
+    if x.dim() == 4:
+        x = x.flatten(1, 2)
+    if x.dim() != 3 or x.shape[1] != in_channels:
+        raise ValueError(f'x.shape={tuple(x.shape)}: expected [B, '
+                         f'{in_channels}, T] or [B, K, C, T] with '
+                         f'K*C={in_channels}')
+    return x
+
+
 @MODELS.register_module()
 class TemporalAttnBlock(RelPosAttnBlock):
     """Pre-norm residual block of rank-1 δ-attention + MLP on ``[B, T, C]``.
@@ -145,12 +157,7 @@ class TemporalAttnNet(VersionedStateDictMixin, BaseModule):
     def forward(self, x):
         """``[B, in_channels, T]`` or ``[B, K, C_kpt, T]`` -> a 1-tuple of
         ``[B, embed_dims, 1 | T]``."""
-        if x.dim() == 4:
-            x = x.flatten(1, 2)
-        if x.dim() != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(f'x.shape={tuple(x.shape)}: expected [B, '
-                             f'{self.in_channels}, T] or [B, K, C, T] with '
-                             f'K*C={self.in_channels}')
+        x = lifter_input(x, self.in_channels)
         x = self.forward_frames(x.transpose(1, 2))
         if self.out_frames == 'target':
             t = x.shape[1] - 1 if self.causal else x.shape[1] // 2
