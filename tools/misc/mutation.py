@@ -9,8 +9,21 @@ script copies the package and the tests into ``OUT/MODULE/``, writes a
 ``setup.cfg`` whose ``[mutmut]`` section mutates only that module's files
 and selects only its tests, and runs ``mutmut run`` there (mutmut runs, for
 each mutant, the tests that call the mutated function, with ``-x``). It then
-writes ``OUT/MODULE/summary.json`` and prints the score and every surviving
-mutant (``mutmut show NAME`` in ``OUT/MODULE`` prints its diff).
+writes ``OUT/MODULE/summary.json`` and ``OUT/MODULE/survivors.md`` (the diff
+of every surviving mutant) and prints the score.
+
+A survivor is *equivalent* when no program can tell it from the original
+(upper-case ``einsum`` subscripts, ``indexing='ij'`` dropped from
+``meshgrid``, whose default it is, ...). Those are listed, each with the
+reason, in ``tools/misc/equivalent_mutants/MODULE.yaml``: a rule names the
+function (a substring of the mutant's name) and two regular expressions that
+the removed and the added lines of the diff must match. The score is
+
+    killed / (mutants reached - equivalent survivors)
+
+and the raw ``killed / mutants reached`` is printed next to it. Every other
+survivor is printed with its diff: it is either killed by a new test or
+explained by a new rule. A rule that matches nothing is reported as stale.
 
 mutmut leaves decorated functions alone (``@property``,
 ``functools.lru_cache``, ``torch.no_grad``) and module-level code: the score
@@ -28,26 +41,41 @@ import subprocess
 import sys
 import time
 
+import yaml
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# each module against the tests written for it: its unit tests, the user
+# error tests and the kernel-path tests that build it
+USER_ERRORS = 'tests/test_user_errors.py'
 MODULES = {
     'encodings': dict(mutate=['convattn_mm/models/encodings/*'],
-                      tests=['tests/test_layers/test_encodings.py',
-                             'tests/test_layers/test_oracles.py']),
+                      tests=['tests/test_layers', USER_ERRORS,
+                             'tests/test_convert_layer.py',
+                             'tests/test_checkpoint_compat.py',
+                             'tests/test_ops/test_fused_qkv.py',
+                             'tests/test_ops/test_plan.py']),
     'layers': dict(mutate=['convattn_mm/models/layers/*'],
-                   tests=['tests/test_layers']),
+                   tests=['tests/test_layers', USER_ERRORS,
+                          'tests/test_checkpoint_compat.py',
+                          'tests/test_ops/test_fused_qkv.py',
+                          'tests/test_ops/test_fused_boundary.py',
+                          'tests/test_ops/test_key_padding.py',
+                          'tests/test_ops/test_plan.py']),
     'convert': dict(mutate=['convattn_mm/convert/*'],
                     tests=['tests/test_convert_layer.py',
                            'tests/test_convert_model.py',
-                           'tests/test_downstream/test_pretrained.py::'
-                           'test_resnet_to_saresnet_exact_where_representable',
-                           'tests/test_downstream/test_pretrained.py::'
-                           'test_resnet_to_saresnet_errors']),
+                           'tests/test_pretrained_checks.py',
+                           'tests/test_checkpoint_compat.py',
+                           'tests/test_pose3d/test_convert_tcn.py',
+                           'tests/test_downstream/test_pretrained.py',
+                           USER_ERRORS]),
     # flex and NATTEN run the window through their own code: slow here
     # (CPU flex) and no stronger than the reference comparisons
     'windows': dict(mutate=['convattn_mm/ops/windows.py'],
-                    tests=['tests/test_ops/test_functional.py'],
+                    tests=['tests/test_ops', USER_ERRORS],
                     args=['-k', 'not flex and not natten']),
 }
+EQUIVALENTS = osp.join(ROOT, 'tools', 'misc', 'equivalent_mutants')
 IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '*.so')
 
 
@@ -70,6 +98,48 @@ def setup_cfg(module):
         # torch is not fork-safe once its thread pools exist
         'process_isolation = forkserver\n'
         'use_git_change_detection = false\n')
+
+
+def load_rules(module):
+    """The equivalent-mutant rules of ``module`` (see the module docstring)."""
+    path = osp.join(EQUIVALENTS, f'{module}.yaml')
+    if not osp.exists(path):
+        return []
+    with open(path) as f:
+        rules = yaml.safe_load(f) or []
+    for i, rule in enumerate(rules):
+        missing = {'function', 'before', 'after', 'why'} - set(rule)
+        if missing:
+            raise ValueError(f'{path}: rule {i} lacks {sorted(missing)}')
+        rule['used'] = 0
+    return rules
+
+
+def diff(work, name, env, python):
+    """(removed lines, added lines) of mutant ``name``."""
+    out = subprocess.run([python, '-m', 'mutmut', 'show', name], cwd=work,
+                         env=env, capture_output=True, text=True).stdout
+    lines = out.splitlines()
+    removed = [x[1:] for x in lines
+               if x.startswith('-') and not x.startswith('---')]
+    added = [x[1:] for x in lines
+             if x.startswith('+') and not x.startswith('+++')]
+    return removed, added
+
+
+def qualname(name):
+    """'pkg.mod.Class.method' from mutmut's 'pkg.mod.xǁClassǁmethod__mutmut_3'
+    (and 'pkg.mod.func' from 'pkg.mod.x_func__mutmut_3')."""
+    path, _, last = name.split('__mutmut_')[0].rpartition('.')
+    last = last[2:].replace('ǁ', '.') if last.startswith('xǁ') else last[2:]
+    return f'{path}.{last}'
+
+
+def matches(rule, name, removed, added):
+    function = qualname(name)
+    return (rule['function'] in function
+            and re.search(rule['before'], '\n'.join(removed)) is not None
+            and re.search(rule['after'], '\n'.join(added)) is not None)
 
 
 def run_module(module, out, max_children, python):
@@ -110,10 +180,31 @@ def run_module(module, out, max_children, python):
     killed = sum(v for k, v in counts.items()
                  if k in ('killed', 'timeout', 'segfault'))
     survivors = sorted(n for n, s in status.items() if s == 'survived')
+    rules = load_rules(module)
+    equivalent, unexplained, report = {}, [], []
+    for name in survivors:
+        removed, added = diff(work, name, env, python)
+        rule = next((r for r in rules if matches(r, name, removed, added)),
+                    None)
+        if rule is None:
+            unexplained.append(name)
+        else:
+            rule['used'] += 1
+            equivalent[name] = rule['why']
+        report.append(f'## {name}\n\n' + (
+            f'equivalent: {rule["why"]}\n\n' if rule else '') +
+            '```diff\n' + ''.join(f'-{x}\n' for x in removed) +
+            ''.join(f'+{x}\n' for x in added) + '```\n')
+    with open(osp.join(work, 'survivors.md'), 'w') as f:
+        f.write(f'# Surviving mutants of {module}\n\n' + '\n'.join(report))
+    effective = tested - len(equivalent)
     summary = dict(module=module, mutmut_exit=code,
                    seconds=round(seconds), counts=counts, tested=tested,
                    killed=killed,
-                   score=round(killed / tested, 4) if tested else None,
+                   raw_score=round(killed / tested, 4) if tested else None,
+                   score=round(killed / effective, 4) if effective else None,
+                   equivalent=equivalent, unexplained=unexplained,
+                   stale_rules=[r['why'] for r in rules if not r['used']],
                    survivors=survivors,
                    no_tests=sorted(n for n, s in status.items()
                                    if s == 'no tests'),
@@ -141,10 +232,16 @@ def main(argv=None):
         s = run_module(module, args.out, args.max_children, args.python)
         rows.append(s)
         score = 'n/a' if s['score'] is None else f'{100 * s["score"]:.1f} %'
-        print(f'{module}: killed {s["killed"]} of {s["tested"]} ({score}), '
-              f'{s["seconds"]} s; counts {s["counts"]}', flush=True)
-        for name in s['survivors']:
+        raw = ('n/a' if s['raw_score'] is None
+               else f'{100 * s["raw_score"]:.1f} %')
+        print(f'{module}: score {score} (killed {s["killed"]} of '
+              f'{s["tested"]} reached, less {len(s["equivalent"])} '
+              f'equivalent; raw {raw}), {s["seconds"]} s; counts '
+              f'{s["counts"]}', flush=True)
+        for name in s['unexplained']:
             print(f'    survived: {name}')
+        for why in s['stale_rules']:
+            print(f'    stale rule (matches nothing): {why}')
         for name in s['no_tests']:
             print(f'    no test reaches: {name}')
     with open(osp.join(args.out, 'summary.json'), 'w') as f:
