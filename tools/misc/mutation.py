@@ -2,7 +2,7 @@
 own tests (``make mutation``; not part of ``make test``).
 
     python tools/misc/mutation.py [MODULE ...] [--max-children 2]
-        [--out work_dirs/mutation]
+        [--out work_dirs/mutation] [--mutants NAME_OR_GLOB ...]
 
 For each module (``windows``, ``encodings``, ``layers``, ``convert``) the
 script copies the package and the tests into ``OUT/MODULE/``, writes a
@@ -142,7 +142,7 @@ def matches(rule, name, removed, added):
             and re.search(rule['after'], '\n'.join(added)) is not None)
 
 
-def run_module(module, out, max_children, python):
+def run_module(module, out, max_children, python, mutants=()):
     work = osp.join(out, module)
     if osp.exists(work):
         shutil.rmtree(work)
@@ -159,7 +159,7 @@ def run_module(module, out, max_children, python):
     with open(osp.join(work, 'mutmut.log'), 'w') as log:
         code = subprocess.call(
             [python, '-m', 'mutmut', 'run', '--max-children',
-             str(max_children)], cwd=work, env=env, stdout=log,
+             str(max_children), *mutants], cwd=work, env=env, stdout=log,
             stderr=subprocess.STDOUT)
     seconds = time.time() - start
     results = subprocess.run([python, '-m', 'mutmut', 'results', '--all',
@@ -222,6 +222,10 @@ def main(argv=None):
     p.add_argument('--out', default=osp.join(ROOT, 'work_dirs', 'mutation'))
     p.add_argument('--max-children', type=int, default=2)
     p.add_argument('--python', default=sys.executable)
+    p.add_argument('--mutants', nargs='+', default=[], metavar='NAME',
+                   help='run only these mutants (names or globs, as '
+                   '`mutmut run` takes them); the rest stay "not checked" '
+                   'and out of the score')
     args = p.parse_args(argv)
     rows = []
     unknown = sorted(set(args.modules) - set(MODULES))
@@ -229,7 +233,8 @@ def main(argv=None):
         p.error(f'unknown module(s) {unknown}; choose from {list(MODULES)}')
     os.makedirs(args.out, exist_ok=True)
     for module in args.modules or list(MODULES):
-        s = run_module(module, args.out, args.max_children, args.python)
+        s = run_module(module, args.out, args.max_children, args.python,
+                       args.mutants)
         rows.append(s)
         score = 'n/a' if s['score'] is None else f'{100 * s["score"]:.1f} %'
         raw = ('n/a' if s['raw_score'] is None
