@@ -2,7 +2,7 @@
 own tests (``make mutation``; not part of ``make test``).
 
     python tools/misc/mutation.py [MODULE ...] [--max-children 2]
-        [--out work_dirs/mutation] [--mutants NAME_OR_GLOB ...]
+        [--out work_dirs/mutation] [--mutants NAME_OR_GLOB ...] [--resume]
 
 For each module (``windows``, ``encodings``, ``layers``, ``convert``) the
 script copies the package and the tests into ``OUT/MODULE/``, writes a
@@ -142,34 +142,68 @@ def matches(rule, name, removed, added):
             and re.search(rule['after'], '\n'.join(added)) is not None)
 
 
-def run_module(module, out, max_children, python, mutants=()):
+def mutmut_status(work, env, python):
+    """{mutant name: status} from ``mutmut results`` in ``work``."""
+    out = subprocess.run([python, '-m', 'mutmut', 'results', '--all', 'true'],
+                         cwd=work, env=env, capture_output=True,
+                         text=True).stdout
+    status = {}
+    for line in out.splitlines():
+        m = re.match(r'\s*(\S+): (.+)$', line)
+        if m:
+            status[m.group(1)] = m.group(2).strip()
+    return status
+
+
+def same_tree(a, b):
+    """Whether the .py files under ``a`` and ``b`` are identical."""
+    def files(root):
+        return {osp.relpath(osp.join(d, f), root)
+                for d, _, fs in os.walk(root) for f in fs
+                if f.endswith('.py')}
+    fa = files(a)
+    return fa == files(b) and all(
+        open(osp.join(a, f), 'rb').read() == open(osp.join(b, f), 'rb').read()
+        for f in fa)
+
+
+def run_module(module, out, max_children, python, mutants=(), resume=False):
     work = osp.join(out, module)
-    if osp.exists(work):
-        shutil.rmtree(work)
-    os.makedirs(work)
-    shutil.copytree(osp.join(ROOT, 'convattn_mm'),
-                    osp.join(work, 'convattn_mm'), ignore=IGNORE)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('PYTHONPATH', None)
+    if resume:
+        # keep the mutants and verdicts; take today's tests and rerun the
+        # survivors (or the given mutants) only
+        if not osp.exists(osp.join(work, 'mutants')):
+            raise SystemExit(f'--resume: no earlier run in {work}')
+        if not same_tree(osp.join(ROOT, 'convattn_mm'),
+                         osp.join(work, 'convattn_mm')):
+            raise SystemExit(f'--resume: the package changed since the run '
+                             f'in {work}; run it afresh')
+        shutil.rmtree(osp.join(work, 'tests'))
+        if not mutants:
+            mutants = [n for n, s in mutmut_status(work, env, python).items()
+                       if s in ('survived', 'no tests')]
+    else:
+        if osp.exists(work):
+            shutil.rmtree(work)
+        os.makedirs(work)
+        shutil.copytree(osp.join(ROOT, 'convattn_mm'),
+                        osp.join(work, 'convattn_mm'), ignore=IGNORE)
     shutil.copytree(osp.join(ROOT, 'tests'), osp.join(work, 'tests'),
                     ignore=IGNORE)
     with open(osp.join(work, 'setup.cfg'), 'w') as f:
         f.write(setup_cfg(module))
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    env.pop('PYTHONPATH', None)
     start = time.time()
-    with open(osp.join(work, 'mutmut.log'), 'w') as log:
-        code = subprocess.call(
-            [python, '-m', 'mutmut', 'run', '--max-children',
-             str(max_children), *mutants], cwd=work, env=env, stdout=log,
-            stderr=subprocess.STDOUT)
+    code = 0
+    with open(osp.join(work, 'mutmut.log'), 'a' if resume else 'w') as log:
+        if mutants or not resume:
+            code = subprocess.call(
+                [python, '-m', 'mutmut', 'run', '--max-children',
+                 str(max_children), *mutants], cwd=work, env=env,
+                stdout=log, stderr=subprocess.STDOUT)
     seconds = time.time() - start
-    results = subprocess.run([python, '-m', 'mutmut', 'results', '--all',
-                              'true'], cwd=work, env=env,
-                             capture_output=True, text=True).stdout
-    status = {}
-    for line in results.splitlines():
-        m = re.match(r'\s*(\S+): (.+)$', line)
-        if m:
-            status[m.group(1)] = m.group(2).strip()
+    status = mutmut_status(work, env, python)
     counts = {}
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
@@ -226,6 +260,11 @@ def main(argv=None):
                    help='run only these mutants (names or globs, as '
                    '`mutmut run` takes them); the rest stay "not checked" '
                    'and out of the score')
+    p.add_argument('--resume', action='store_true',
+                   help='keep the mutants and verdicts of the last run in '
+                   'OUT/MODULE (the package must be unchanged), copy '
+                   "today's tests there and rerun only the survivors (or "
+                   '--mutants): the check after adding tests')
     args = p.parse_args(argv)
     rows = []
     unknown = sorted(set(args.modules) - set(MODULES))
@@ -234,7 +273,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     for module in args.modules or list(MODULES):
         s = run_module(module, args.out, args.max_children, args.python,
-                       args.mutants)
+                       args.mutants, args.resume)
         rows.append(s)
         score = 'n/a' if s['score'] is None else f'{100 * s["score"]:.1f} %'
         raw = ('n/a' if s['raw_score'] is None
