@@ -319,7 +319,8 @@ def test_quadratic_accepts_float64_offsets():
 def test_quadratic_augment_qk_adds_the_bias(dtype):
     """``augment_qk``: the extra dims add ``b_δ`` (up to a constant per query)
     to the scaled scores, with the heads' real (non-zero) centres, in the
-    query's dtype; key coordinates are centred per axis."""
+    query's dtype (float32 coordinates); key coordinates are centred per
+    axis."""
     enc = QuadraticEncoding(num_heads=4, head_dims=4, rank=2, radius=(2, 2),
                             step=(1, 1), mode='full', init_kernel=3,
                             init_mass=0.5)
@@ -328,7 +329,7 @@ def test_quadratic_augment_qk_adds_the_bias(dtype):
     assert enc.centres.abs().sum() > 0
     rows, cols = torch.meshgrid(torch.arange(3.) + 10, torch.arange(5.),
                                 indexing='ij')
-    coords = torch.stack([rows, cols], -1).reshape(-1, 2).to(dtype)
+    coords = torch.stack([rows, cols], -1).reshape(-1, 2)
     q = torch.randn(2, 4, 15, 4, dtype=dtype)
     k = torch.randn_like(q)
     qa, ka = enc.augment_qk(q, k, coords, coords, 0.5)
@@ -338,13 +339,25 @@ def test_quadratic_augment_qk_adds_the_bias(dtype):
     torch.testing.assert_close(ka[..., :4], k)
     extra = 0.5 * (qa @ ka.transpose(-1, -2) - q @ k.transpose(-1, -2))
     offsets = (coords[None] - coords[:, None]).reshape(-1, 2)  # k - q
-    bias = enc.double().pos_bias(offsets.double()).reshape(4, 15, 15)
-    rest = extra.double() - bias
+    bias = enc.pos_bias(offsets).reshape(4, 15, 15)
+    rest = extra.double() - bias.double()
     # float32 parameters: rounding of about 1e-7 · α · (L/2)² either way
     torch.testing.assert_close(rest, rest[..., :1].expand_as(rest),
                                rtol=0, atol=1e-4)
     # p_k = coordinates minus their per-axis mean
-    torch.testing.assert_close(ka[0, 0, :, -2:], coords - coords.mean(0))
+    torch.testing.assert_close(ka[0, 0, :, -2:],
+                               (coords - coords.mean(0)).to(dtype))
+
+
+def test_quadratic_augment_qk_follows_half_precision_query():
+    """With a bfloat16 query and float32 coordinates, every extra dim is
+    bfloat16 too (nothing promotes q or k to float32)."""
+    enc = QuadraticEncoding(**GEOM, init_kernel=3)
+    coords = torch.rand(6, 2) * 8
+    q = torch.randn(1, 4, 6, 8, dtype=torch.bfloat16)
+    qa, ka = enc.augment_qk(q, q, coords, coords, 0.5)
+    assert qa.dtype == ka.dtype == torch.bfloat16
+    assert qa.shape == ka.shape == (1, 4, 6, 8 + 6)
 
 
 # --- RoPE --------------------------------------------------------------------
