@@ -130,7 +130,7 @@ def test_resize_on_load_logs_to_current_logger(cls, key):
         logger.removeHandler(handler)
 
 
-# --- RelativeBiasTable / RelativeKeys -----------------------------------------
+# --- RelativeBiasTable / RelativeKeys ----------------------------------------
 
 
 @pytest.mark.parametrize('cls,key', [(RelativeBiasTable, 'table'),
@@ -214,7 +214,7 @@ def test_log_cpb_accepts_float64_offsets():
                                enc.pos_bias(offsets))
 
 
-# --- QuadraticEncoding ---------------------------------------------------------
+# --- QuadraticEncoding -------------------------------------------------------
 
 
 def test_alpha_for_mass_boundaries():
