@@ -240,6 +240,43 @@ def test_encoding_tables_follow_the_input_dtype():
     torch.testing.assert_close(layer(x), y)
 
 
+def test_float64_tables_in_a_float32_layer():
+    """An encoding kept in float64 inside a float32 layer: the tables are
+    cast to the input's dtype and the output stays float32."""
+    layer = RelPosAttention(8, 2, kernel_size=3, border='zeros',
+                            backend='gather',
+                            pos_encoding=dict(type='RelativeBiasTable'))
+    layer.pos_encoding.double()
+    assert layer(torch.randn(1, 4, 5, 8)).dtype == torch.float32
+
+
+def test_fused_path_carries_relative_keys():
+    """An encoding with relative keys and no q/k transform (relative keys
+    without ``u``) runs the fused path, keys included: it equals the
+    reference backend."""
+    if fused_cpu.unavailable_reason():
+        pytest.skip(fused_cpu.unavailable_reason())
+    from convattn_mm.models.encodings import RelativeKeys
+    from convattn_mm.models.encodings.base import RelPosEncoding
+
+    class PlainKeys(RelativeKeys):
+        transform_qk = RelPosEncoding.transform_qk
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, use_u=False, **kwargs)
+
+    torch.manual_seed(0)
+    layer = RelPosAttention(8, 2, kernel_size=3, border='zeros',
+                            pos_encoding=dict(type=PlainKeys)).double()
+    with torch.no_grad():
+        for p in layer.pos_encoding.parameters():
+            p.normal_()
+    x = torch.randn(1, 4, 5, 8, dtype=torch.float64)
+    y = layer(x)
+    layer.backend = 'reference'
+    torch.testing.assert_close(y, layer(x))
+
+
 def test_eval_ignores_attn_drop_on_every_path():
     """``attn_drop`` acts in training only: in eval a gather-path call is
     the layer without dropout."""
