@@ -1,0 +1,527 @@
+"""The converter's documented contracts, one by one: checkpoint layouts and
+key maps, the exact error messages, the arguments each function passes on,
+its documented defaults, and the report and progress text of
+``convert_model`` (tiny models only)."""
+import re
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn as nn
+
+from convattn_mm.convert import (HARD_NEG, LAYOUTS, ConversionReport,
+                                 UnsupportedConvError, check_convertible,
+                                 conv_to_attention, convert_model,
+                                 detect_layout, load_cnn_state_dict,
+                                 proj_weight, read_checkpoint, save_converted,
+                                 soft_init_bound, torchvision_to_mmpretrain)
+from convattn_mm.models.layers import ConvAttention, GatedConvAttention
+
+
+def _conv2d(cin=3, cout=4, k=3, bias=True, **kw):
+    conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias, **kw)
+    if bias:
+        with torch.no_grad():
+            conv.bias.normal_()
+    return conv
+
+
+# ------------------------------------------------------------ checkpoints
+def _tv_state():
+    return OrderedDict([('conv1.weight', torch.randn(2, 3, 1, 1)),
+                        ('bn1.weight', torch.randn(2)),
+                        ('layer1.0.conv1.weight', torch.randn(2, 2, 1, 1)),
+                        ('fc.weight', torch.randn(5, 2)),
+                        ('fc.bias', torch.randn(5))])
+
+
+def test_detect_layout_of_each_form():
+    """mmengine: a dict 'state_dict'; torchvision: all four marker keys and
+    no 'backbone.' key; state_dict: a non-empty dict of tensors."""
+    sd = _tv_state()
+    assert detect_layout(dict(state_dict=dict(sd), meta={})) == 'mmengine'
+    assert detect_layout(sd) == 'torchvision'
+    # a state dict whose 'state_dict' entry is no dict is a plain one
+    assert detect_layout(dict(state_dict=torch.ones(1))) == 'state_dict'
+    for marker in ('conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight',
+                   'fc.weight'):
+        partial = {k: v for k, v in sd.items() if k != marker}
+        assert detect_layout(partial) == 'state_dict', marker
+    assert detect_layout(dict(sd, **{'backbone.x': torch.ones(1)})) == \
+        'state_dict'
+    assert LAYOUTS == ('mmengine', 'state_dict', 'torchvision')
+
+
+def test_detect_layout_errors_name_type_and_keys():
+    """A non-dict names its type; an unknown dict lists its first 8 sorted
+    keys and the layouts."""
+    with pytest.raises(TypeError) as err:
+        detect_layout([1])
+    assert str(err.value) == ('checkpoint is a list: expected a dict (a state '
+                              'dict or one with a "state_dict" key)')
+    keys = [f'k{i}' for i in range(10)]
+    with pytest.raises(ValueError) as err:
+        detect_layout({k: 1 for k in reversed(keys)})
+    assert str(err.value) == (
+        f'checkpoint layout not recognised (keys: {keys[:8]}...); expected '
+        f"one of ['mmengine', 'state_dict', 'torchvision']")
+    with pytest.raises(ValueError, match='^checkpoint layout not recognised '
+                       r'\(keys: \[\]\.\.\.\)'):
+        detect_layout({})
+
+
+def test_torchvision_keys_map_to_mmpretrain_in_order():
+    """fc.* -> head.fc.*, every other key -> backbone.*, order and tensors
+    kept."""
+    sd = _tv_state()
+    out = torchvision_to_mmpretrain(sd)
+    assert isinstance(out, OrderedDict)
+    assert list(out) == ['backbone.conv1.weight', 'backbone.bn1.weight',
+                         'backbone.layer1.0.conv1.weight', 'head.fc.weight',
+                         'head.fc.bias']
+    assert all(out[k] is v for k, v in zip(out, sd.values()))
+    # only a leading 'fc.' is the classifier
+    assert list(torchvision_to_mmpretrain({'xfc.w': 1})) == ['backbone.xfc.w']
+
+
+def test_load_cnn_state_dict_layouts_and_module_prefix(tmp_path):
+    """'module.' prefixes are stripped; an explicit layout overrides the
+    detected one and is returned."""
+    sd = _tv_state()
+    path = str(tmp_path / 'dp.pth')
+    torch.save(OrderedDict(('module.' + k, v) for k, v in sd.items()), path)
+    got, layout = load_cnn_state_dict(path, layout='torchvision')
+    assert layout == 'torchvision'
+    assert list(got) == list(torchvision_to_mmpretrain(sd))
+    for a, b in zip(got.values(), sd.values()):
+        assert torch.equal(a, b)
+    # DataParallel keys hide the markers: auto sees a plain state dict
+    got, layout = load_cnn_state_dict(path)
+    assert layout == 'state_dict' and list(got) == list(sd)
+    plain = str(tmp_path / 'tv.pth')
+    torch.save(sd, plain)
+    got, layout = load_cnn_state_dict(plain, layout='state_dict')
+    assert layout == 'state_dict' and list(got) == list(sd)
+    # an mmengine file read as torchvision is mapped from its state_dict
+    mm = str(tmp_path / 'mm.pth')
+    torch.save(dict(meta=dict(a=1), state_dict=sd), mm)
+    got, layout = load_cnn_state_dict(mm, 'torchvision')
+    assert layout == 'torchvision' and 'head.fc.bias' in got
+    got, layout = load_cnn_state_dict(mm)
+    assert layout == 'mmengine' and list(got) == list(sd)
+    # only a leading 'module.' goes
+    odd = str(tmp_path / 'odd.pth')
+    torch.save({'a.module.w': torch.ones(1), 'modulew': torch.ones(1)}, odd)
+    assert list(load_cnn_state_dict(odd)[0]) == ['a.module.w', 'modulew']
+
+
+def test_read_checkpoint_refusal_message(tmp_path):
+    """A pickle with other objects: the message names the file, the reason,
+    the way out and the first line of torch's error."""
+    import fractions
+    path = str(tmp_path / 'runner.pth')
+    obj = dict(state_dict=dict(w=torch.ones(1)), hub=fractions.Fraction(1, 3))
+    torch.save(obj, path)
+    with pytest.raises(ValueError) as err:
+        read_checkpoint(path)
+    msg = str(err.value)
+    assert msg.startswith(
+        f"checkpoint {path!r} holds objects other than tensors, numpy "
+        f"scalars and plain containers (e.g. an mmengine Runner "
+        f"checkpoint's message hub), so it will not load with "
+        f"weights_only=True. If you trust its source, pass trust=True "
+        f"(tools/convert_cnn.py: --trust-checkpoint). Details: ")
+    assert '\n' not in msg and len(msg) > msg.index('Details: ') + 9
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    got = read_checkpoint(path, trust=True)
+    assert got['hub'] == fractions.Fraction(1, 3)
+    # trusted loads land on the CPU too
+    assert got['state_dict']['w'].device.type == 'cpu'
+
+
+def test_save_converted_writes_meta_and_cpu_weights(tmp_path):
+    """{'meta', 'state_dict'} with the given meta (plus the content hash;
+    the caller's dict untouched), readable weights-only."""
+    from convattn_mm.compat import HASH_KEY, content_hash
+    net = nn.Sequential(_conv2d())
+    path = str(tmp_path / 'c.pth')
+    meta = dict(init='exact')
+    save_converted(net, path, meta=meta)
+    assert meta == dict(init='exact')
+    obj = read_checkpoint(path)
+    assert set(obj) == {'meta', 'state_dict'}
+    assert obj['meta'] == dict(init='exact', **{HASH_KEY: content_hash(obj)})
+    assert list(obj['state_dict']) == ['0.weight', '0.bias']
+    assert torch.equal(obj['state_dict']['0.weight'], net[0].weight)
+    save_converted(net, path)
+    obj = read_checkpoint(path)
+    assert obj['meta'] == {HASH_KEY: content_hash(obj)}
+
+
+# ------------------------------------------------------------ one conv
+class _Conv4d(nn.modules.conv._ConvNd):
+    def __init__(self):
+        one = (1, ) * 4
+        super().__init__(2, 2, (3, ) * 4, one, one, one, False, (0, ) * 4, 1,
+                         False, 'zeros')
+
+
+@pytest.mark.parametrize('conv, message', [
+    (nn.ConvTranspose2d(3, 4, 3, padding=1),
+     'transposed=True (ConvTranspose2d): transposed convolutions are not '
+     'supported; convert nn.Conv1d/Conv2d/Conv3d'),
+    (_Conv4d(), 'conv rank 4: only 1-3 spatial axes are supported'),
+    (nn.Conv2d(3, 4, 3, padding=1, padding_mode='circular'),
+     "padding_mode='circular' is not supported; only 'zeros' converts "
+     "exactly (border='zeros')"),
+    (nn.Conv2d(3, 4, (3, 2), padding=1),
+     'kernel_size=(3, 2): even kernels have no centre offset and are not '
+     'supported; use odd kernel sizes'),
+    (nn.Conv2d(3, 4, (1, 3), padding='valid'),
+     "padding='valid' with kernel_size=(1, 3): only 'same' padding "
+     "(dilation*(kernel_size-1)/2 = (0, 1)) converts exactly"),
+    (nn.Conv2d(3, 4, (3, 5), padding=(1, 1), dilation=(1, 2)),
+     "padding=(1, 1) with kernel_size=(3, 5), dilation=(1, 2): only 'same' "
+     "padding dilation*(kernel_size-1)/2 = (1, 4) converts exactly"),
+])
+def test_unsupported_conv_messages(conv, message):
+    """The whole message of each refusal (an UnsupportedConvError)."""
+    with pytest.raises(UnsupportedConvError) as err:
+        check_convertible(conv)
+    assert str(err.value) == message
+
+
+def test_check_convertible_returns_rank_and_accepts_same_forms():
+    """Rank 1-3; 'valid' with a 1x1 kernel and 'same' strings convert."""
+    assert check_convertible(nn.Conv1d(2, 2, 3, padding=1)) == 1
+    assert check_convertible(nn.Conv2d(2, 2, 3, padding=1)) == 2
+    assert check_convertible(nn.Conv3d(2, 2, 3, padding=1)) == 3
+    assert check_convertible(nn.Conv2d(2, 2, 1, padding='valid')) == 2
+    assert check_convertible(nn.Conv2d(2, 2, (1, 5), padding='same',
+                                       dilation=3)) == 2
+    assert check_convertible(nn.Conv2d(2, 2, (3, 5), padding=(2, 4),
+                                       dilation=2)) == 2
+    # a conv flagged transposed is refused whatever its class
+    conv = nn.Conv2d(2, 2, 3, padding=1)
+    conv.transposed = True
+    with pytest.raises(UnsupportedConvError, match=r'^transposed=True '
+                       r'\(Conv2d\)'):
+        check_convertible(conv)
+
+
+def test_valid_1x1_conv_converts_exactly():
+    """A 'valid' 1x1 conv is one head with the conv's weight and bias."""
+    conv = _conv2d(3, 5, 1)
+    conv.padding = 'valid'
+    layer = conv_to_attention(conv)
+    assert layer.num_heads == 1
+    x = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(layer(x), conv(x))
+
+
+def test_init_mass_must_lie_strictly_inside_the_unit_interval():
+    conv = _conv2d()
+    for bad in (0, 1, 0.0, 1.0, -0.1):
+        with pytest.raises(ValueError) as err:
+            conv_to_attention(conv, init='quadratic', init_mass=bad)
+        assert str(err.value) == f'init_mass={bad!r} must lie in (0, 1)'
+
+
+def test_exact_layer_settings_and_table():
+    """The exact layer: one head per tap, channels-first, zeros border,
+    'pad' for small maps, query stride = conv stride, position-only with a
+    0/HARD_NEG table; W_o from proj_weight; bias copied."""
+    conv = _conv2d(4, 6, 3, stride=2, dilation=1, groups=2)
+    layer = conv_to_attention(conv, backend='gather')
+    assert type(layer) is ConvAttention
+    assert layer.num_heads == 9 and layer.embed_dims == 4
+    assert layer.out_dims == 6 and layer.qk is None
+    assert layer.kernel_size == (3, 3) and layer.query_stride == (2, 2)
+    assert layer.layout == 'channels_first' and layer.backend == 'gather'
+    assert layer.border == 'zeros' and layer.small_map == 'pad'
+    assert type(layer.pos_encoding).__name__ == 'RelativeBiasTable'
+    table = layer.pos_encoding.table.reshape(9, 9)
+    want = torch.full((9, 9), HARD_NEG)
+    want.fill_diagonal_(0)
+    assert torch.equal(table, want)
+    assert torch.equal(layer.proj.weight, proj_weight(conv.weight, 4, 2))
+    assert torch.equal(layer.proj.bias, conv.bias)
+    assert layer.is_hard_conv
+
+
+def test_bias_free_conv_gets_a_zero_bias():
+    conv = _conv2d(3, 4, 3, bias=False)
+    for init in ('exact', 'quadratic', 'gated'):
+        layer = conv_to_attention(conv, init=init)
+        assert torch.equal(layer.proj.bias, torch.zeros(4)), init
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+def test_dtype_and_mode_follow_the_conv(mode):
+    conv = _conv2d().double()
+    getattr(conv, mode)()
+    for init in ('exact', 'gated'):
+        layer = conv_to_attention(conv, init=init)
+        assert layer.training == (mode == 'train')
+        assert {p.dtype for p in layer.parameters()} == {torch.float64}
+        assert torch.equal(layer.proj.bias, conv.bias)
+
+
+def test_soft_init_defaults_and_arguments():
+    """qk_dims defaults to min(32, C_in); qk_dims, gate_init, init_mass,
+    content_std and backend reach the layer; the q/k bias starts at 0."""
+    wide = _conv2d(40, 4, 3)
+    assert conv_to_attention(wide, init='quadratic').qk_dims == 32
+    assert conv_to_attention(_conv2d(5, 4, 3), init='gated').qk_dims == 5
+    layer = conv_to_attention(_conv2d(5, 4, 3), init='gated', qk_dims=3,
+                              gate_init=0.7, init_mass=0.9,
+                              content_std=1.0, backend='gather')
+    assert type(layer) is GatedConvAttention
+    assert layer.qk_dims == 3 and layer.backend == 'gather'
+    assert torch.sigmoid(layer.gate).flatten()[0].item() == \
+        pytest.approx(0.7, abs=1e-6)
+    enc = layer.pos_encoding
+    assert type(enc).__name__ == 'QuadraticEncoding'
+    assert layer.qk.weight.std() > 0.5  # std 1, not the default 0.02
+    assert torch.equal(layer.qk.bias, torch.zeros_like(layer.qk.bias))
+    small = conv_to_attention(_conv2d(5, 4, 3), init='quadratic')
+    assert 0 < small.qk.weight.std() < 0.05
+    assert type(small) is ConvAttention and small.border == 'zeros'
+
+
+def test_soft_init_bound_formula():
+    """2·(1 - m)·R·max|x| with R the largest absolute row sum of W_o."""
+    layer = conv_to_attention(_conv2d(2, 3, 1, bias=False), init='quadratic')
+    with torch.no_grad():
+        layer.proj.weight.copy_(torch.tensor([[1., -2.], [0.5, 0.5],
+                                              [-4., 0.]]))
+    assert soft_init_bound(layer, torch.tensor(-3.), 0.75) == \
+        pytest.approx(2 * 0.25 * 4 * -3.)
+    assert soft_init_bound(layer, 2, 0.9) == pytest.approx(2 * 0.1 * 4 * 2)
+
+
+# ------------------------------------------------------------ networks
+class _Net(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.features = nn.Sequential(
+            nn.Conv2d(4, 6, (3, 5), stride=(2, 1), padding=(2, 2),
+                      dilation=(2, 1), groups=2),
+            nn.Conv2d(6, 6, 1))
+        self.temporal = nn.Conv1d(6, 6, 3, padding=1)
+
+
+def test_report_entries_table_and_progress():
+    """One dict per converted conv, (name, reason) per skipped one, the
+    plain-text table (columns as wide as their widest cell, trailing spaces
+    dropped, a count line) and one progress line per conv."""
+    lines = []
+    net, rep = convert_model(_Net(), progress=lines.append)
+    assert isinstance(rep, ConversionReport)
+    assert [{k: v for k, v in c.items() if k != 'seconds'}
+            for c in rep.converted] == [
+        dict(name='stem', kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
+             groups=1, **{'in': 3}, out=4, heads=9),
+        dict(name='features.0', kernel=(3, 5), stride=(2, 1),
+             dilation=(2, 1), groups=2, **{'in': 4}, out=6, heads=15),
+        dict(name='temporal', kernel=(3, ), stride=(1, ), dilation=(1, ),
+             groups=1, **{'in': 6}, out=6, heads=3)]
+    assert all(0 <= c['seconds'] <= rep.seconds for c in rep.converted)
+    kernel1 = ('kernel 1 (the default converts kernels > 1; select it by '
+               'name to convert)')
+    assert rep.skipped == [('features.1', kernel1)]
+    assert isinstance(net.features[0], ConvAttention)
+    assert isinstance(net.features[1], nn.Conv2d)
+    assert lines == [
+        '[1/4] stem: converted 3x3 conv -> 9 heads (exact)',
+        '[2/4] features.0: converted 3x5 conv -> 15 heads (exact)',
+        f'[3/4] features.1: skipped ({kernel1})',
+        '[4/4] temporal: converted 3 conv -> 3 heads (exact)']
+    rep.seconds = 1.234
+    want = '\n'.join([
+        'module      kernel  stride  dil  groups  in  out  heads  status',
+        '----------  ------  ------  ---  ------  --  ---  -----  ' + '-' * (
+            9 + len(kernel1)),
+        'stem        3x3     1x1     1x1  1       3   4    9      converted',
+        'features.0  3x5     2x1     2x1  2       4   6    15     converted',
+        'temporal    3       1       1    1       6   6    3      converted',
+        'features.1' + ' ' * 47 + 'skipped: ' + kernel1,
+        '3 converted, 1 skipped in 1.23 s'])
+    assert rep.table() == want and str(rep) == want
+    assert ConversionReport().table().splitlines()[-1] == \
+        '0 converted, 0 skipped in 0.00 s'
+
+
+def test_select_and_types_forms():
+    """A pattern, a list or tuple of patterns, a callable; types as a class
+    or a tuple (subclasses included); 'not selected' and 'not in types'
+    reasons; init and conv_args reach every layer."""
+    lines = []
+    net, rep = convert_model(_Net(), select='features.*', init='quadratic',
+                             qk_dims=2, progress=lines.append)
+    assert [c['name'] for c in rep.converted] == ['features.0', 'features.1']
+    assert dict(rep.skipped) == {'stem': 'not selected',
+                                 'temporal': 'not selected'}
+    assert lines[0] == '[1/4] stem: skipped (not selected)'
+    assert lines[1] == ('[2/4] features.0: converted 3x5 conv -> 15 heads '
+                        '(quadratic)')
+    assert all(type(net.features[i]) is ConvAttention and
+               net.features[i].qk_dims == 2 for i in (0, 1))
+    _, rep = convert_model(_Net(), select=('stem', 'temporal'))
+    assert [c['name'] for c in rep.converted] == ['stem', 'temporal']
+    _, rep = convert_model(_Net(), select=['tem*'])
+    assert [c['name'] for c in rep.converted] == ['temporal']
+    seen = []
+    _, rep = convert_model(_Net(), select=lambda n, m: seen.append(n) or
+                           m.in_channels == 6)
+    assert seen == ['stem', 'features.0', 'features.1', 'temporal']
+    assert [c['name'] for c in rep.converted] == ['features.1', 'temporal']
+    # fnmatchcase: case matters
+    _, rep = convert_model(_Net(), select='STEM')
+    assert not rep.converted
+
+    class MyConv(nn.Conv2d):
+        pass
+
+    net = nn.Sequential(MyConv(2, 2, 3, padding=1), nn.Conv1d(2, 2, 3,
+                                                              padding=1))
+    _, rep = convert_model(net, types=nn.Conv2d)
+    assert [c['name'] for c in rep.converted] == ['0']
+    assert rep.skipped == [('1', 'type Conv1d not in types')]
+    net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1),
+                        nn.Conv1d(2, 2, 3, padding=1))
+    _, rep = convert_model(net, types=(nn.Conv1d, ))
+    assert [c['name'] for c in rep.converted] == ['1']
+
+
+def test_strict_only_for_selected_convs():
+    """strict raises '<name>: <reason>' for a selected conv; with the
+    default selection it still skips and reports."""
+    def make():
+        return nn.Sequential(nn.Conv2d(2, 2, 3, padding=1),
+                             nn.Conv2d(2, 2, 3, padding=1,
+                                       padding_mode='reflect'))
+    _, rep = convert_model(make(), strict=True)
+    assert rep.skipped == [('1', "padding_mode='reflect' is not supported; "
+                                 "only 'zeros' converts exactly "
+                                 "(border='zeros')")]
+    with pytest.raises(UnsupportedConvError) as err:
+        convert_model(make(), select='*', strict=True)
+    assert str(err.value) == ("1: padding_mode='reflect' is not supported; "
+                              "only 'zeros' converts exactly "
+                              "(border='zeros')")
+    _, rep = convert_model(make(), select='*')
+    assert [n for n, _ in rep.skipped] == ['1']
+
+
+def test_convert_model_argument_messages():
+    net = _Net()
+    with pytest.raises(TypeError) as err:
+        convert_model(net, select=3)
+    assert str(err.value) == (
+        'select=3: expected None, a name pattern (fnmatch, e.g. '
+        '"backbone.layer*.conv2"), a list of patterns or a callable(name, '
+        'module) -> bool')
+    with pytest.raises(TypeError, match=r"^select=\['a', 1\]: expected"):
+        convert_model(net, select=['a', 1])
+    with pytest.raises(TypeError) as err:
+        convert_model(net, types=[nn.Conv2d])
+    assert str(err.value) == (
+        "types=[<class 'torch.nn.modules.conv.Conv2d'>]: expected an "
+        "nn.Module subclass or a tuple of them")
+    with pytest.raises(TypeError, match=r'^types=\(<class .int.>,\)'):
+        convert_model(net, types=(int, ))
+    with pytest.raises(TypeError, match=r'^types=\(3,\)'):
+        convert_model(net, types=(3, ))
+    with pytest.raises(TypeError) as err:
+        convert_model('net')
+    assert str(err.value) == 'model=str: expected an nn.Module'
+    with pytest.raises(ValueError) as err:
+        convert_model(nn.Conv2d(2, 2, 3, padding=1))
+    assert str(err.value) == ('the model itself is a conv: call '
+                              'conv_to_attention(model) instead')
+
+
+# ------------------------------------------------------------ ConvToAttention
+def test_conv_to_attention_builder_on_a_module():
+    """An nn.Module is converted in place and returned; init_cfg replaces
+    its own (a copy); convert arguments pass through; a wrong type names
+    it."""
+    from convattn_mm.registry import MODELS
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 3, 1))
+    init_cfg = dict(type='Kaiming', layer='Conv2d')
+    out = MODELS.build(dict(type='ConvToAttention', module=net,
+                            init_cfg=init_cfg, init='gated', select='*',
+                            qk_dims=2))
+    assert out is net
+    assert net.init_cfg == init_cfg and net.init_cfg is not init_cfg
+    assert all(type(m) is GatedConvAttention and m.qk_dims == 2
+               for m in net)
+    keep = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1))
+    keep.init_cfg = dict(type='Constant', val=1)
+    MODELS.get('ConvToAttention')(keep)
+    assert keep.init_cfg == dict(type='Constant', val=1)
+    assert type(keep[0]) is ConvAttention
+    with pytest.raises(TypeError) as err:
+        MODELS.get('ConvToAttention')(3)
+    assert str(err.value) == ('module=int: expected a config dict or an '
+                              'nn.Module')
+
+
+def test_conv_to_attention_builder_checks_pretrained():
+    """A Pretrained init without a checkpoint is refused at build time
+    (naming the module and the hint); later loads of weights that do not
+    fit are refused too."""
+    from convattn_mm.convert.converted import (PRETRAINED_HINT,
+                                               ConvToAttention)
+    bad = dict(type='Pretrained', checkpoint=None)
+    with pytest.raises(ValueError) as err:
+        ConvToAttention(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1)),
+                        init_cfg=bad)
+    assert str(err.value).startswith(
+        'Sequential: init_cfg=Pretrained needs a checkpoint and none is set '
+        '(checkpoint=None). ' + PRETRAINED_HINT + ' To set it, ')
+    with pytest.raises(ValueError) as err:  # before building anything
+        ConvToAttention(dict(type='NoSuchNet', init_cfg=bad))
+    assert str(err.value).startswith(
+        'NoSuchNet: init_cfg=Pretrained needs a checkpoint')
+    with pytest.raises(ValueError) as err:
+        ConvToAttention(dict(type='NoSuchNet'), init_cfg=bad)
+    assert str(err.value).startswith('NoSuchNet: init_cfg=Pretrained')
+    net = ConvToAttention(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1)))
+    with pytest.raises(ValueError) as err:
+        net.load_state_dict({'x.weight': torch.zeros(1)}, strict=False)
+    assert str(err.value).startswith('Sequential: the checkpoint matches 0 '
+                                     'of its 3 keys')
+    assert PRETRAINED_HINT + '.' in str(err.value)
+
+
+def test_conv_to_attention_builder_on_a_config():
+    """A config dict is built in the caller's scope (not modified), with the
+    given init_cfg and the top-level data_preprocessor where it has none."""
+    from mmengine.registry import init_default_scope
+
+    from convattn_mm.convert.converted import ConvToAttention
+    init_default_scope('mmpretrain')
+    cfg = dict(type='ImageClassifier',
+               backbone=dict(type='ResNet', depth=18, stem_channels=8,
+                             base_channels=8, out_indices=(0, )),
+               neck=dict(type='GlobalAveragePooling'))
+    before = repr(cfg)
+    pre = dict(type='ClsDataPreprocessor', mean=[1., 2., 3.],
+               std=[1., 1., 1.])
+    init_cfg = dict(type='Kaiming', layer='Linear')
+    net = ConvToAttention(cfg, data_preprocessor=pre, init_cfg=init_cfg,
+                          select='backbone.conv1')
+    assert repr(cfg) == before
+    assert net.init_cfg == init_cfg
+    assert net.data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]
+    assert type(net.backbone.conv1) is ConvAttention
+    own = dict(cfg, data_preprocessor=dict(type='ClsDataPreprocessor',
+                                           mean=[5., 5., 5.],
+                                           std=[1., 1., 1.]))
+    net = ConvToAttention(own, data_preprocessor=pre, select='x')
+    assert net.data_preprocessor.mean.flatten().tolist() == [5., 5., 5.]
+    assert net.init_cfg is None
