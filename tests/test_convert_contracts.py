@@ -525,3 +525,154 @@ def test_conv_to_attention_builder_on_a_config():
     net = ConvToAttention(own, data_preprocessor=pre, select='x')
     assert net.data_preprocessor.mean.flatten().tolist() == [5., 5., 5.]
     assert net.init_cfg is None
+
+
+# ------------------------------------------------------------ SAResNet map
+def _resnet18_state(prefix='backbone.'):
+    from mmpretrain.models.backbones import ResNet
+    torch.manual_seed(0)
+    sd = ResNet(18, stem_channels=8, base_channels=8).state_dict()
+    for k, v in sd.items():
+        if v.is_floating_point():
+            v.normal_()
+    out = OrderedDict((prefix + k, v) for k, v in sd.items())
+    out['head.fc.weight'] = torch.randn(10, 64)
+    return out
+
+
+def _saresnet(**kw):
+    from convattn_mm.models import SAResNet
+    return SAResNet(18, base_channels=8, num_heads=kw.pop('num_heads', 2),
+                    conv_init=True, **kw)
+
+
+def test_resnet_to_saresnet_copies_and_reports():
+    """Stem, norms and (none in ResNet-18) 1x1 convs copied; each attention
+    layer's value rows / proj columns are the truncated SVD of its offset's
+    W_Δ (proj bias 0, value bias 0), and the report gives the rank and
+    ‖W − Ŵ‖/‖W‖ of that approximation."""
+    from convattn_mm.convert import resnet_to_saresnet
+    from convattn_mm.models.encodings import CONV_INIT_OFFSETS
+    sd = _resnet18_state()
+    model = _saresnet()
+    state, report = resnet_to_saresnet(sd, model)
+    model.load_state_dict(state, strict=True)
+    assert torch.equal(state['stem.0.weight'], sd['backbone.conv1.weight'])
+    assert torch.equal(state['stem.1.running_var'],
+                       sd['backbone.bn1.running_var'])
+    assert torch.equal(state['res_layers.2.1.bn2.bias'],
+                       sd['backbone.layer3.1.bn2.bias'])
+    assert torch.equal(state['res_layers.1.0.downsample.0.weight'],
+                       sd['backbone.layer2.0.downsample.0.weight'])
+    names = [r['name'] for r in report]
+    assert names[:3] == ['res_layers.0.0.conv1', 'res_layers.0.0.conv2',
+                         'res_layers.0.1.conv1'] and len(names) == 16
+    for r in report:
+        attn = model.get_submodule(r['name']).attn
+        H, d = attn.num_heads, attn.head_dims
+        rkey = 'backbone.layer{}.{}.{}.weight'.format(
+            int(r['name'].split('.')[1]) + 1, *r['name'].split('.')[2:])
+        W = sd[rkey]
+        qkv = state[r['name'] + '.attn.qkv.weight']
+        proj = state[r['name'] + '.attn.proj.weight']
+        approx = torch.zeros_like(W)
+        for h in range(H):
+            dy, dx = CONV_INIT_OFFSETS[h]
+            approx[:, :, dy + 1, dx + 1] += proj[:, h * d:(h + 1) * d] @ \
+                qkv[2 * H * d + h * d:2 * H * d + (h + 1) * d]
+        err = ((W - approx).norm() / W.norm()).item()
+        assert r['rel_error'] == pytest.approx(err, rel=1e-4), r['name']
+        assert r['rank'] == min(d, *W.shape[:2])
+        assert torch.equal(state[r['name'] + '.attn.proj.bias'],
+                           torch.zeros(W.shape[0]))
+        assert not state[r['name'] + '.attn.qkv.bias'][2 * H * d:].any()
+        # the q/k rows are the model's own
+        own = model.state_dict()[r['name'] + '.attn.qkv.weight']
+        assert torch.equal(qkv[:2 * H * d], own[:2 * H * d])
+
+
+def test_resnet_to_saresnet_without_prefix():
+    """Keys without the prefix map too (head.* ignored); with 8 heads of
+    one channel each offset's approximation has rank 1."""
+    from convattn_mm.convert import resnet_to_saresnet
+    sd = _resnet18_state(prefix='')
+    model = _saresnet(num_heads=8)
+    state, report = resnet_to_saresnet(sd, model, prefix='')
+    assert torch.equal(state['stem.0.weight'], sd['conv1.weight'])
+    assert [r['rank'] for r in report][:2] == [1, 1]
+    assert all(0 < r['rel_error'] < 1 for r in report)
+
+
+def test_resnet_to_saresnet_messages():
+    """Each refusal names the layer, the key or the shapes."""
+    from convattn_mm.convert import resnet_to_saresnet
+    from convattn_mm.models import SAResNet
+    sd = _resnet18_state()
+    with pytest.raises(TypeError) as err:
+        resnet_to_saresnet(sd, nn.Linear(2, 2))
+    assert str(err.value) == 'model=Linear: expected SAResNet'
+    with pytest.raises(ValueError) as err:
+        resnet_to_saresnet(sd, SAResNet(18, base_channels=8, num_heads=2))
+    assert str(err.value) == (
+        'res_layers.0.0.conv1: conv_init=False; build SAResNet(conv_init=True)'
+        ' so that each head attends to one 3×3 offset')
+    with pytest.raises(ValueError) as err:
+        resnet_to_saresnet(sd, _saresnet(kernel_size=5))
+    assert str(err.value) == ('res_layers.0.0.conv1: kernel_size=(5, 5); '
+                              'only 3 (the conv window) maps onto a ResNet')
+    missing = OrderedDict(sd)
+    del missing['backbone.layer1.0.bn1.weight']
+    with pytest.raises(KeyError) as err:
+        resnet_to_saresnet(missing, _saresnet())
+    assert err.value.args[0] == (
+        "ResNet checkpoint has no 'layer1.0.bn1.weight' (for "
+        "'res_layers.0.0.bn1.weight'); is it a ResNet-18?")
+    missing = OrderedDict(sd)
+    del missing['backbone.layer1.0.conv2.weight']
+    with pytest.raises(KeyError) as err:
+        resnet_to_saresnet(missing, _saresnet())
+    assert err.value.args[0] == ("ResNet checkpoint has no "
+                                 "'layer1.0.conv2.weight' (for "
+                                 "res_layers.0.0.conv2)")
+    bad = OrderedDict(sd)
+    bad['backbone.bn1.weight'] = torch.ones(9)
+    with pytest.raises(ValueError) as err:
+        resnet_to_saresnet(bad, _saresnet())
+    assert str(err.value) == ('bn1.weight: shape (9,) does not match '
+                              'stem.1.weight (8,)')
+    bad = OrderedDict(sd)
+    bad['backbone.layer1.0.conv2.weight'] = torch.ones(8, 4, 3, 3)
+    with pytest.raises(ValueError) as err:
+        resnet_to_saresnet(bad, _saresnet())
+    assert str(err.value) == ('res_layers.0.0.conv2: conv 4->8 does not '
+                              'match the attention 8->8')
+
+
+def test_feature_errors_per_stage_and_state_restored():
+    """Four stage errors against the ResNet in eval mode; the model's
+    out_indices and train mode come back as they were."""
+    from mmpretrain.models.backbones import ResNet
+
+    from convattn_mm.convert import feature_errors, resnet_to_saresnet
+    sd = _resnet18_state()
+    sd = OrderedDict((k, v.abs() if 'running_var' in k else v)
+                     for k, v in sd.items())
+    model = _saresnet(out_indices=(1, ))
+    model.load_state_dict(resnet_to_saresnet(sd, model)[0])
+    x = torch.randn(1, 3, 32, 32)
+    for train in (True, False):
+        model.train(train)
+        errs = feature_errors(sd, model, x)
+        assert model.training == train and model.out_indices == (1, )
+    resnet = ResNet(18, stem_channels=8, base_channels=8,
+                    out_indices=(0, 1, 2, 3))
+    resnet.load_state_dict({k[9:]: v for k, v in sd.items()
+                            if k.startswith('backbone.')})
+    resnet.eval()  # mmpretrain's train() returns None: no chaining
+    model.eval()
+    model.out_indices = (0, 1, 2, 3)
+    with torch.no_grad():
+        want = [((a - b).norm() / b.norm()).item()
+                for a, b in zip(model(x), resnet(x))]
+    assert len(errs) == 4
+    assert errs == pytest.approx(want, rel=1e-4)
