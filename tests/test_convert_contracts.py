@@ -452,9 +452,9 @@ def test_conv_to_attention_builder_on_a_module():
     from convattn_mm.registry import MODELS
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 3, 1))
     init_cfg = dict(type='Kaiming', layer='Conv2d')
-    out = MODELS.build(dict(type='ConvToAttention', module=net,
-                            init_cfg=init_cfg, init='gated', select='*',
-                            qk_dims=2))
+    out = MODELS.build(dict(type='convattn_mm.ConvToAttention',
+                            module=net, init_cfg=init_cfg, init='gated',
+                            select='*', qk_dims=2))
     assert out is net
     assert net.init_cfg == init_cfg and net.init_cfg is not init_cfg
     assert all(type(m) is GatedConvAttention and m.qk_dims == 2
@@ -676,3 +676,199 @@ def test_feature_errors_per_stage_and_state_restored():
                 for a, b in zip(model(x), resnet(x))]
     assert len(errs) == 4
     assert errs == pytest.approx(want, rel=1e-4)
+
+
+# ------------------------------------------------------------ TCN lifter
+def test_tcn_settings_defaults_and_refusals():
+    """mmpose's TCN defaults fill what the config leaves out; 'mmpose.TCN'
+    and BN / BN1d norms are accepted; anything else is named."""
+    from convattn_mm.convert import tcn_settings
+    assert tcn_settings(dict(type='TCN', in_channels=34)) == dict(
+        in_channels=34, stem_channels=1024, num_blocks=2,
+        kernel_sizes=(3, 3, 3), dropout=0.25, causal=False, residual=True)
+    given = dict(in_channels=6, stem_channels=8, num_blocks=1,
+                 kernel_sizes=[5, 3], dropout=0.0, causal=True,
+                 residual=False)
+    got = tcn_settings(dict(type='mmpose.TCN', norm_cfg=dict(type='BN'),
+                            conv_cfg=dict(type='Conv1d'), **given))
+    assert got == dict(given, kernel_sizes=(5, 3))
+    assert tcn_settings(dict(type='TCN', in_channels=2, conv_cfg=None,
+                             norm_cfg=None))['in_channels'] == 2
+    with pytest.raises(ValueError) as err:
+        tcn_settings(dict(type='TCNX', in_channels=34))
+    assert str(err.value) == ("backbone.type='TCNX' is not supported; choose "
+                              "one of ['TCN', 'mmpose.TCN']")
+    with pytest.raises(ValueError) as err:
+        tcn_settings(dict(type='TCN', in_channels=3,
+                          conv_cfg=dict(type='Conv2d')))
+    assert str(err.value) == ("conv_cfg={'type': 'Conv2d'}: only Conv1d TCNs "
+                              "convert")
+    with pytest.raises(ValueError) as err:
+        tcn_settings(dict(type='TCN', in_channels=3,
+                          norm_cfg=dict(type='GN')))
+    assert str(err.value) == "norm_cfg={'type': 'GN'}: only BN1d TCNs convert"
+
+
+def _tcn(**kw):
+    from mmpose.models.backbones import TCN
+    kw.setdefault('stem_channels', 8)
+    tcn = TCN(6, **kw)
+    tcn.train()
+    with torch.no_grad():
+        tcn(torch.randn(4, 6, 60))  # running statistics away from 0/1
+    return tcn
+
+
+@pytest.mark.parametrize('kw', [
+    dict(kernel_sizes=(3, 5, 3), residual=False, dropout=0.0),
+    dict(kernel_sizes=(3, 3), num_blocks=1, causal=True, dropout=0.5)])
+def test_tcn_to_attention_exact_in_each_form(kw):
+    """Residual or not, causal or not, with or without dropout: same
+    outputs; the network takes the TCN's settings and mode."""
+    tcn = _tcn(**kw)
+    tcn.eval()
+    from convattn_mm.convert import TCNAttnNet, tcn_to_attention
+    net = tcn_to_attention(tcn)
+    assert type(net) is TCNAttnNet and not net.training
+    assert net.kernel_sizes == tuple(kw['kernel_sizes'])
+    assert net.residual == kw.get('residual', True)
+    assert net.causal == kw.get('causal', False)
+    assert isinstance(net.drop, nn.Dropout) == (kw['dropout'] > 0)
+    if kw['dropout']:
+        assert net.drop.p == kw['dropout']
+    x = torch.randn(2, 6, net.receptive_field + 4)
+    with torch.no_grad():
+        for a, b in zip(net(x), tcn(x)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    tcn.train()
+    assert tcn_to_attention(tcn).training
+
+
+def test_tcn_to_attention_soft_init_arguments():
+    """conv_init and qk_dims reach every attention layer."""
+    from convattn_mm.convert import tcn_to_attention
+    net = tcn_to_attention(_tcn(), conv_init='gated', qk_dims=3)
+    layers = [net.expand.attn] + [b.attn.attn for b in net.blocks]
+    assert all(type(m) is GatedConvAttention and m.qk_dims == 3
+               for m in layers)
+
+
+def test_tcn_attn_net_geometry_and_refusals():
+    """Dilations multiply the kernels, receptive field 1 + Σ(k-1)·d,
+    [B, K, C, T] inputs flatten, and every bad argument is named."""
+    from convattn_mm.convert import TCNAttnNet
+    net = TCNAttnNet(6, stem_channels=4, kernel_sizes=(3, 5, 3), dropout=0)
+    assert net.dilations == [1, 3, 15]
+    assert net.receptive_field == 1 + 2 + 12 + 30
+    assert [b.attn.crop for b in net.blocks] == [6, 15]
+    assert net.expand.crop == 1 and isinstance(net.drop, nn.Identity)
+    net.eval()
+    x = torch.randn(2, 3, 2, 47)
+    outs = net(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 4, 33), (2, 4, 3)]
+    with torch.no_grad():
+        torch.testing.assert_close(net(x.flatten(1, 2))[-1], outs[-1])
+    with pytest.raises(ValueError) as err:
+        net(torch.randn(1, 6, 44))
+    assert str(err.value) == ('x.shape=(1, 6, 44): needs at least '
+                              'receptive_field=45 frames')
+    with pytest.raises(ValueError) as err:
+        TCNAttnNet(6, num_blocks=2, kernel_sizes=(3, 3))
+    assert str(err.value) == ('kernel_sizes=(3, 3): expected num_blocks + 1 '
+                              '= 3 entries')
+    for bad in ((3, 4), (3, -1), (3, 3.0), (3, 0)):
+        with pytest.raises(ValueError) as err:
+            TCNAttnNet(6, num_blocks=1, kernel_sizes=bad)
+        assert str(err.value) == (f'kernel_sizes={bad}: expected odd '
+                                  f'positive ints')
+    with pytest.raises(ValueError) as err:
+        TCNAttnNet(6, conv_init='hard')
+    assert str(err.value) == ("conv_init='hard' is not supported; choose one "
+                              "of ['exact', 'gated', 'quadratic']")
+    assert TCNAttnNet(2, stem_channels=2, num_blocks=1, kernel_sizes=(1, 1),
+                      dropout=0).receptive_field == 1
+
+
+def test_tcn_attn_net_backend_and_default_layers():
+    """The backend reaches every attention layer; a layer built without
+    weights is an exact conv of a default-initialised Conv1d."""
+    from convattn_mm.convert import TCNAttnNet
+    from convattn_mm.convert.tcn_attn import temporal_conv_attention
+    net = TCNAttnNet(6, stem_channels=4, backend='gather')
+    assert {b.attn.attn.backend for b in net.blocks} == {'gather'}
+    assert net.expand.attn.backend == 'gather'
+    layer = temporal_conv_attention(3, 4, 5, 2)
+    assert layer.is_hard_conv and layer.dilation == (2, )
+    assert layer.proj.weight.abs().sum() > 0
+    assert torch.equal(layer.proj.bias, torch.zeros(4))
+
+
+def test_tcn_state_dict_refusals_and_lifter_map():
+    """A lifter's backbone.* is converted, the rest kept; the config of the
+    new backbone; a biased conv, a width-changing block, a wrong shape and a
+    missing backbone are named."""
+    from convattn_mm.convert import (TCNAttnNet, convert_lifter_state_dict,
+                                     tcn_settings, tcn_state_to_attention)
+    tcn = _tcn(kernel_sizes=(3, 3), num_blocks=1)
+    state = {'backbone.' + k: v for k, v in tcn.state_dict().items()}
+    state['head.conv.weight'] = torch.ones(2)
+    backbone = dict(type='TCN', in_channels=6, stem_channels=8, num_blocks=1,
+                    kernel_sizes=(3, 3))
+    out, cfg = convert_lifter_state_dict(state, backbone)
+    assert cfg == dict(type='convattn_mm.TCNAttnNet', conv_init='exact',
+                       **tcn_settings(backbone))
+    assert out['head.conv.weight'] is state['head.conv.weight']
+    net = TCNAttnNet(**tcn_settings(backbone))
+    net.load_state_dict({k[9:]: v for k, v in out.items()
+                         if k.startswith('backbone.')}, strict=True)
+    assert torch.equal(out['backbone.blocks.0.conv2.weight'],
+                       state['backbone.tcn_blocks.0.conv2.0.conv.weight'])
+    assert torch.equal(out['backbone.expand_bn.running_mean'],
+                       state['backbone.expand_conv.bn.running_mean'])
+    assert torch.equal(out['backbone.blocks.0.bn2.num_batches_tracked'],
+                       state['backbone.tcn_blocks.0.conv2.0.bn.'
+                             'num_batches_tracked'])
+    _, cfg = convert_lifter_state_dict(state, backbone, conv_init='gated',
+                                       qk_dims=2)
+    assert cfg['conv_init'] == 'gated' and cfg['qk_dims'] == 2
+    with pytest.raises(ValueError) as err:
+        convert_lifter_state_dict({'head.w': torch.ones(1)}, backbone)
+    assert str(err.value) == 'the state dict has no backbone.* keys'
+    sd, settings = tcn.state_dict(), tcn_settings(backbone)
+    with pytest.raises(ValueError) as err:
+        tcn_state_to_attention(dict(sd, **{'expand_conv.conv.bias':
+                                           torch.ones(8)}), settings)
+    assert str(err.value) == ('expand_conv.conv.bias: TCN convolutions with a '
+                              'bias (no norm layer) are not supported')
+    with pytest.raises(ValueError) as err:
+        tcn_state_to_attention(dict(sd, **{'tcn_blocks.0.short_cut.weight':
+                                           torch.ones(1)}), settings)
+    assert str(err.value) == ('tcn_blocks.0.short_cut: blocks that change '
+                              'width are not supported')
+    with pytest.raises(ValueError) as err:
+        tcn_state_to_attention(sd, dict(settings, in_channels=5))
+    assert str(err.value) == ('expand: weight shape (8, 6, 3), expected '
+                              '(8, 5, 3)')
+    with pytest.raises(ValueError) as err:
+        tcn_state_to_attention(sd, dict(settings, kernel_sizes=(3, 5)))
+    assert str(err.value) == ('blocks.0.attn: weight shape (8, 8, 3), '
+                              'expected (8, 8, 5)')
+
+
+def test_tcn_state_keeps_the_dtype_and_relative_error():
+    """Converted tensors keep the checkpoint's dtype; relative_error is
+    max|a - b| / max|b| (b = 0 does not divide by zero)."""
+    from convattn_mm.convert import (relative_error, tcn_settings,
+                                     tcn_state_to_attention)
+    tcn = _tcn(kernel_sizes=(3, 3), num_blocks=1)
+    sd = {k: v.half() if v.is_floating_point() else v
+          for k, v in tcn.state_dict().items()}
+    settings = tcn_settings(dict(type='TCN', in_channels=6, stem_channels=8,
+                                 num_blocks=1, kernel_sizes=(3, 3)))
+    out = tcn_state_to_attention(sd, settings)
+    assert out['expand.attn.proj.weight'].dtype == torch.float16
+    assert out['blocks.0.attn.attn.pos_encoding.table'].dtype == \
+        torch.float16
+    a, b = torch.tensor([1., -3.]), torch.tensor([2., -4.])
+    assert relative_error(a, b) == 0.25
+    assert relative_error(b, torch.zeros(2)) == pytest.approx(4e30)
