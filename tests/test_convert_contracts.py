@@ -282,6 +282,7 @@ def test_soft_init_defaults_and_arguments():
         pytest.approx(0.7, abs=1e-6)
     enc = layer.pos_encoding
     assert type(enc).__name__ == 'QuadraticEncoding'
+    assert enc.mode == 'isotropic' and enc.init_kernel == (3, 3)
     assert layer.qk.weight.std() > 0.5  # std 1, not the default 0.02
     assert torch.equal(layer.qk.bias, torch.zeros_like(layer.qk.bias))
     small = conv_to_attention(_conv2d(5, 4, 3), init='quadratic')
@@ -655,7 +656,9 @@ def test_feature_errors_per_stage_and_state_restored():
 
     from convattn_mm.convert import feature_errors, resnet_to_saresnet
     sd = _resnet18_state()
-    sd = OrderedDict((k, v.abs() if 'running_var' in k else v)
+    # small features (norms below 1) make the relative errors scale-free
+    sd = OrderedDict((k, v.abs() + 0.5 if 'running_var' in k else 1e-3 * v if
+                      v.dim() == 1 and k.endswith(('weight', 'bias')) else v)
                      for k, v in sd.items())
     model = _saresnet(out_indices=(1, ))
     model.load_state_dict(resnet_to_saresnet(sd, model)[0])
@@ -676,6 +679,11 @@ def test_feature_errors_per_stage_and_state_restored():
                 for a, b in zip(model(x), resnet(x))]
     assert len(errs) == 4
     assert errs == pytest.approx(want, rel=1e-4)
+    assert all(0 < f.norm() < 1 for f in resnet(x))
+    # the ResNet is loaded strictly: a key it lacks is an error
+    with pytest.raises(RuntimeError, match='Unexpected key'):
+        feature_errors(dict(sd, **{'backbone.extra': torch.ones(1)}), model,
+                       x)
 
 
 # ------------------------------------------------------------ TCN lifter
@@ -828,9 +836,12 @@ def test_tcn_state_dict_refusals_and_lifter_map():
     assert torch.equal(out['backbone.blocks.0.bn2.num_batches_tracked'],
                        state['backbone.tcn_blocks.0.conv2.0.bn.'
                              'num_batches_tracked'])
-    _, cfg = convert_lifter_state_dict(state, backbone, conv_init='gated',
-                                       qk_dims=2)
+    out, cfg = convert_lifter_state_dict(state, backbone, conv_init='gated',
+                                         qk_dims=2)
     assert cfg['conv_init'] == 'gated' and cfg['qk_dims'] == 2
+    net = TCNAttnNet(**tcn_settings(backbone), conv_init='gated', qk_dims=2)
+    net.load_state_dict({k[9:]: v for k, v in out.items()
+                         if k.startswith('backbone.')}, strict=True)
     with pytest.raises(ValueError) as err:
         convert_lifter_state_dict({'head.w': torch.ones(1)}, backbone)
     assert str(err.value) == 'the state dict has no backbone.* keys'
@@ -872,3 +883,20 @@ def test_tcn_state_keeps_the_dtype_and_relative_error():
     a, b = torch.tensor([1., -3.]), torch.tensor([2., -4.])
     assert relative_error(a, b) == 0.25
     assert relative_error(b, torch.zeros(2)) == pytest.approx(4e30)
+
+
+def test_soft_init_alpha_from_mass_and_dilation():
+    """α = ln((n-1)(1-ε)/ε) / d_min² with the centres on the dilated kernel
+    grid (module doc of convattn_mm/convert/conv.py)."""
+    import math
+    conv = nn.Conv2d(3, 4, (3, 5), padding=(2, 6), dilation=(2, 3))
+    layer = conv_to_attention(conv, init='quadratic', init_mass=0.95)
+    enc = layer.pos_encoding
+    assert enc.init_kernel == (3, 5)
+    n, eps = 15, 0.05
+    want = math.log((n - 1) * (1 - eps) / eps) / 4
+    assert enc.log_alpha.exp().flatten()[0].item() == pytest.approx(
+        want, rel=1e-5)
+    centres = {tuple(c) for c in enc.centres.detach().round().int().tolist()}
+    assert centres == {(dy, dx) for dy in (-2, 0, 2) for dx in (-6, -3, 0, 3,
+                                                                6)}
