@@ -330,6 +330,7 @@ def test_report_entries_table_and_progress():
         dict(name='temporal', kernel=(3, ), stride=(1, ), dilation=(1, ),
              groups=1, **{'in': 6}, out=6, heads=3)]
     assert all(0 <= c['seconds'] <= rep.seconds for c in rep.converted)
+    assert rep.seconds < 60  # wall time of this call, not a time stamp
     kernel1 = ('kernel 1 (the default converts kernels > 1; select it by '
                'name to convert)')
     assert rep.skipped == [('features.1', kernel1)]
@@ -900,3 +901,19 @@ def test_soft_init_alpha_from_mass_and_dilation():
     centres = {tuple(c) for c in enc.centres.detach().round().int().tolist()}
     assert centres == {(dy, dx) for dy in (-2, 0, 2) for dx in (-6, -3, 0, 3,
                                                                 6)}
+
+
+def test_tcn_soft_state_has_the_dilated_centres():
+    """With a soft init, each converted layer's position encoding is the
+    one of its own kernel and dilation (expand d=1, block i d=k0·...·k_i)."""
+    from convattn_mm.convert import (TCNAttnNet, tcn_settings,
+                                     tcn_state_to_attention)
+    tcn = _tcn(kernel_sizes=(5, 3, 3), num_blocks=2)
+    settings = tcn_settings(dict(type='TCN', in_channels=6, stem_channels=8,
+                                 num_blocks=2, kernel_sizes=(5, 3, 3)))
+    out = tcn_state_to_attention(tcn.state_dict(), settings, 'quadratic', 2)
+    own = TCNAttnNet(**settings, conv_init='quadratic', qk_dims=2)
+    keys = [k for k in own.state_dict() if 'pos_encoding' in k]
+    assert len(keys) == 6  # centres and log_alpha of 3 layers
+    for k in keys:
+        torch.testing.assert_close(out[k], own.state_dict()[k], msg=k)
