@@ -924,3 +924,15 @@ def test_tcn_soft_state_has_the_dilated_centres():
     assert len(keys) == 6  # centres and log_alpha of 3 layers
     for k in keys:
         torch.testing.assert_close(out[k], own.state_dict()[k], msg=k)
+
+
+def test_tcn_attn_net_documented_defaults():
+    """Defaults as documented (mmpose's TCN's): 1024 channels, 2 blocks of
+    kernel 3, dropout 0.25, residual, not causal, exact layers."""
+    from convattn_mm.convert import TCNAttnNet
+    net = TCNAttnNet(34)
+    assert net.stem_channels == 1024 and len(net.blocks) == 2
+    assert net.kernel_sizes == (3, 3, 3) and net.receptive_field == 27
+    assert net.drop.p == 0.25 and net.residual and not net.causal
+    assert net.expand.attn.is_hard_conv and net.expand.attn.backend == 'auto'
+    assert net.blocks[1].bn2.num_features == 1024
