@@ -533,34 +533,35 @@ def test_conv_to_attention_builder_on_a_config():
 
 
 # ------------------------------------------------------------ SAResNet map
-def _resnet18_state(prefix='backbone.'):
+def _resnet18_state(prefix='backbone.', width=8):
     from mmpretrain.models.backbones import ResNet
     torch.manual_seed(0)
-    sd = ResNet(18, stem_channels=8, base_channels=8).state_dict()
+    sd = ResNet(18, stem_channels=width, base_channels=width).state_dict()
     for k, v in sd.items():
         if v.is_floating_point():
             v.normal_()
     out = OrderedDict((prefix + k, v) for k, v in sd.items())
-    out['head.fc.weight'] = torch.randn(10, 64)
+    out['head.fc.weight'] = torch.randn(10, 8 * width)
     return out
 
 
-def _saresnet(**kw):
+def _saresnet(width=8, **kw):
     from convattn_mm.models import SAResNet
-    return SAResNet(18, base_channels=8, num_heads=kw.pop('num_heads', 2),
-                    conv_init=True, **kw)
+    return SAResNet(18, base_channels=width,
+                    num_heads=kw.pop('num_heads', 2), conv_init=True, **kw)
 
 
-def test_resnet_to_saresnet_copies_and_reports():
+@pytest.mark.parametrize('width, heads', [(8, 2), (16, 16)])
+def test_resnet_to_saresnet_copies_and_reports(width, heads):
     """Stem, norms and (none in ResNet-18) 1x1 convs copied; each attention
     layer's value rows / proj columns are the truncated SVD of its offset's
-    W_Δ (proj bias 0, value bias 0), and the report gives the rank and
-    ‖W − Ŵ‖/‖W‖ of that approximation."""
+    W_Δ (proj bias 0, value bias 0; more than 9 heads share offsets), and
+    the report gives the rank and ‖W − Ŵ‖/‖W‖ of that approximation."""
     from convattn_mm.convert import resnet_to_saresnet
     from convattn_mm.models.encodings import CONV_INIT_OFFSETS
-    sd = _resnet18_state()
+    sd = _resnet18_state(width=width)
     sd['backbone.layer1.0.conv2.weight'] *= 1e-3  # ‖W‖ < 1 too
-    model = _saresnet()
+    model = _saresnet(width, num_heads=heads)
     state, report = resnet_to_saresnet(sd, model)
     model.load_state_dict(state, strict=True)
     assert torch.equal(state['stem.0.weight'], sd['backbone.conv1.weight'])
@@ -583,12 +584,12 @@ def test_resnet_to_saresnet_copies_and_reports():
         proj = state[r['name'] + '.attn.proj.weight']
         approx = torch.zeros_like(W)
         for h in range(H):
-            dy, dx = CONV_INIT_OFFSETS[h]
+            dy, dx = CONV_INIT_OFFSETS[h % 9]
             approx[:, :, dy + 1, dx + 1] += proj[:, h * d:(h + 1) * d] @ \
                 qkv[2 * H * d + h * d:2 * H * d + (h + 1) * d]
         err = ((W - approx).norm() / W.norm()).item()
         assert r['rel_error'] == pytest.approx(err, rel=1e-4), r['name']
-        assert r['rank'] == min(d, *W.shape[:2])
+        assert r['rank'] == min(-(-H // 9) * d, *W.shape[:2])
         assert torch.equal(state[r['name'] + '.attn.proj.bias'],
                            torch.zeros(W.shape[0]))
         assert not state[r['name'] + '.attn.qkv.bias'][2 * H * d:].any()
