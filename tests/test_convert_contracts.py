@@ -599,13 +599,20 @@ def test_resnet_to_saresnet_copies_and_reports(width, heads):
 
 
 def test_resnet_to_saresnet_without_prefix():
-    """Keys without the prefix map too (head.* ignored); with 8 heads of
-    one channel each offset's approximation has rank 1."""
+    """Keys without the prefix map too (head.* ignored), in the model's
+    dtype; with 8 heads of one channel each offset's approximation has
+    rank 1."""
     from convattn_mm.convert import resnet_to_saresnet
     sd = _resnet18_state(prefix='')
     model = _saresnet(num_heads=8)
     state, report = resnet_to_saresnet(sd, model, prefix='')
     assert torch.equal(state['stem.0.weight'], sd['conv1.weight'])
+    # copied tensors take the model's dtype
+    wide = OrderedDict((k, v.double() if v.is_floating_point() else v)
+                       for k, v in sd.items())
+    state, _ = resnet_to_saresnet(wide, model, prefix='')
+    assert state['stem.0.weight'].dtype == torch.float32
+    assert state['res_layers.0.0.bn1.running_var'].dtype == torch.float32
     assert [r['rank'] for r in report][:2] == [1, 1]
     assert all(0 < r['rel_error'] < 1 for r in report)
 
