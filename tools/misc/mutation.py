@@ -79,6 +79,8 @@ MODULES = {
                     tests=['tests/test_ops', USER_ERRORS],
                     args=['-k', 'not flex and not natten']),
 }
+#: read by tests from the repository root
+ALSO_COPY = ['configs', 'tools', 'benchmarks', 'README.md']
 EQUIVALENTS = osp.join(ROOT, 'tools', 'misc', 'equivalent_mutants')
 IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '*.so')
 
@@ -94,6 +96,7 @@ def setup_cfg(module):
     return base + (
         '\n[mutmut]\n'
         'source_paths = convattn_mm\n'
+
         f'only_mutate ={lines(spec["mutate"])}\n'
         f'pytest_add_cli_args_test_selection ={lines(spec["tests"])}\n'
         'pytest_add_cli_args =\n    -m\n    not slow\n'
@@ -196,6 +199,15 @@ def run_module(module, out, max_children, python, mutants=(), resume=False):
                         osp.join(work, 'convattn_mm'), ignore=IGNORE)
     shutil.copytree(osp.join(ROOT, 'tests'), osp.join(work, 'tests'),
                     ignore=IGNORE)
+    # what tests read from the repository root (configs, tools, ...), where
+    # mutmut runs them (not in its config, so that --resume keeps verdicts)
+    for name in ALSO_COPY:
+        src, dst = osp.join(ROOT, name), osp.join(work, 'mutants', name)
+        if osp.isdir(src):
+            shutil.copytree(src, dst, ignore=IGNORE, dirs_exist_ok=True)
+        else:
+            os.makedirs(osp.dirname(dst), exist_ok=True)
+            shutil.copy(src, dst)
     with open(osp.join(work, 'setup.cfg'), 'w') as f:
         f.write(setup_cfg(module))
     start = time.time()
