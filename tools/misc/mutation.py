@@ -69,10 +69,7 @@ MODULES = {
                            'tests/test_checkpoint_compat.py',
                            'tests/test_pose3d/test_convert_tcn.py',
                            'tests/test_downstream/test_pretrained.py',
-                           USER_ERRORS],
-                    # runs tools/misc/resnet_to_saresnet.py in a subprocess
-                    # (no tools/ in OUT/MODULE, and it cannot see mutants)
-                    args=['-k', 'not config_starts_from_resnet50']),
+                           USER_ERRORS]),
     # flex and NATTEN run the window through their own code: slow here
     # (CPU flex) and no stronger than the reference comparisons
     'windows': dict(mutate=['convattn_mm/ops/windows.py'],
