@@ -64,6 +64,7 @@ MODULES = {
     'convert': dict(mutate=['convattn_mm/convert/*'],
                     tests=['tests/test_convert_layer.py',
                            'tests/test_convert_model.py',
+                           'tests/test_convert_contracts.py',
                            'tests/test_pretrained_checks.py',
                            'tests/test_checkpoint_compat.py',
                            'tests/test_pose3d/test_convert_tcn.py',
