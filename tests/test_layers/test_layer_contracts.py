@@ -179,14 +179,20 @@ ENCODINGS = [None, dict(type='RelativeBiasTable'), dict(type='RelativeKeys'),
 def test_unstrided_auto_matches_reference(enc):
     """The q/k/v-fused CPU path (no stride) equals the reference backend,
     bias and relative keys included."""
+    _check_against_reference(12, enc, (2, 5, 6, 12))
+
+
+def _check_against_reference(embed_dims, enc, shape):
+    """A 3×3 zero-padded float64 layer with random encoding parameters gives
+    the same output on its default backend as on the reference one."""
     torch.manual_seed(0)
-    layer = RelPosAttention(12, 2, kernel_size=3, border='zeros',
+    layer = RelPosAttention(embed_dims, 2, kernel_size=3, border='zeros',
                             pos_encoding=enc).double()
     if enc is not None:
         with torch.no_grad():
             for p in layer.pos_encoding.parameters():
                 p.normal_()
-    x = torch.randn(2, 5, 6, 12, dtype=torch.float64)
+    x = torch.randn(*shape, dtype=torch.float64)
     y = layer(x)
     layer.backend = 'reference'
     torch.testing.assert_close(y, layer(x))
@@ -266,16 +272,7 @@ def test_fused_path_carries_relative_keys():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, use_u=False, **kwargs)
 
-    torch.manual_seed(0)
-    layer = RelPosAttention(8, 2, kernel_size=3, border='zeros',
-                            pos_encoding=dict(type=PlainKeys)).double()
-    with torch.no_grad():
-        for p in layer.pos_encoding.parameters():
-            p.normal_()
-    x = torch.randn(1, 4, 5, 8, dtype=torch.float64)
-    y = layer(x)
-    layer.backend = 'reference'
-    torch.testing.assert_close(y, layer(x))
+    _check_against_reference(8, dict(type=PlainKeys), (1, 4, 5, 8))
 
 
 def test_eval_ignores_attn_drop_on_every_path():
